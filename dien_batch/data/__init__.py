@@ -1,0 +1,1 @@
+"""Data in and out of the core: input-format adapters, the synthetic world, sample construction."""

@@ -1,0 +1,245 @@
+"""A synthetic ads world with known truth: the built-in data for the demo, tests and benchmarks.
+
+The generative model has the phenomena DIEN is built for:
+
+* **Catalogue.** Categories sit on a ring (category c is related to c±1, c±2, ...). Items belong to one
+  category; item popularity is Zipf(1.1) over a random ranking, category sizes are Zipf(0.8); each item
+  has a latent ad quality q ~ N(0, 0.5) and an advertiser whose bids are log-normal around its own mean.
+* **Users with several interests that drift.** Each user has 1-3 interest *tracks* with fixed weights
+  (Dirichlet). A track sits on a category and drifts along the ring in its own direction (±1 category)
+  at random times (a Poisson process, 0.5-2 moves a week), so a user's interests evolve over time.
+* **Behaviour** (`events`): at each of the user's event times (activity is log-normal across users), a
+  track is chosen by weight and the user acts in the track's *current* category (85%), a neighbour
+  (10%) or a random category (5%); the item is drawn by popularity within the category.
+* **Ad requests** (`impressions`): K candidate ads per request, drawn from categories near the user's
+  current interests (40%), from where a track *used to be* (30%, what pooled history still suggests)
+  and from the popular catalogue (30%). The true click probability depends on the user's interests at
+  request time, not on their average history:
+
+      p_true = sigmoid(-3.0 + 3.5 * sum_k w_k * exp(-d(c_ad, c_k(t))^2 / (2 * 0.8^2)) + 0.4 * q_ad)
+
+  with d the ring distance and c_k(t) track k's category at the request time. A model that reads the
+  order of behaviour can follow the drift; one that pools history sees a blur of old positions.
+* **Logging** (`clicked`, `position`): the world is simulated, so each candidate's click outcome is drawn
+  as if it were shown in the top slot (`clicked ~ Bernoulli(p_true)`): full feedback for training and
+  for checking simulated A/B tests against the truth. `position` records where a mediocre logging
+  policy (bid x a noisy pCTR) placed it: 1..slots, or 0 when it was not shown.
+
+Everything is vectorised NumPy and deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import schema
+from ..errors import UsageError
+
+BASE_LOGIT, AFFINITY_WEIGHT, QUALITY_WEIGHT, KERNEL_WIDTH = -3.0, 3.5, 0.4, 0.8
+ITEM_ZIPF, CATEGORY_ZIPF = 1.1, 0.8
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    users: int = 5_000
+    items: int = 20_000
+    categories: int = 100
+    days: int = 60
+    events_per_user: float = 50.0
+    requests: int = 20_000
+    candidates_per_request: int = 20
+    slots: int = 3
+    seed: int = 0
+    start: str = "2025-01-01"
+
+    def check(self) -> None:
+        if min(self.users, self.items, self.categories, self.days, self.requests) < 1:
+            raise UsageError("users, items, categories, days and requests must all be >= 1")
+        if self.items < self.categories:
+            raise UsageError(f"--items ({self.items}) must be >= --categories ({self.categories})")
+        if not 1 <= self.slots <= self.candidates_per_request:
+            raise UsageError("--slots must be between 1 and --candidates-per-request")
+        if self.events_per_user < 3:
+            raise UsageError("--events-per-user must be >= 3")
+
+
+def segment_sampler(owner: np.ndarray, weights: np.ndarray):
+    """Vectorised draws from many small categorical distributions at once.
+
+    `owner` (sorted, non-decreasing ints) says which distribution each element belongs to, `weights`
+    its weight. Returns `draw(rng, which)` giving, for every entry of `which`, the index of an element
+    of that distribution drawn by weight. Every distribution that is asked for must be non-empty.
+    """
+    totals = np.bincount(owner, weights=weights)
+    cum = np.cumsum(weights)
+    seg_start = np.concatenate([[0.0], np.cumsum(totals)])[owner]
+    keys = owner + (cum - seg_start) / totals[owner]
+    keys[np.r_[owner[1:] != owner[:-1], True]] = owner[np.r_[owner[1:] != owner[:-1], True]] + 1.0
+
+    def draw(rng: np.random.Generator, which: np.ndarray) -> np.ndarray:
+        idx = np.searchsorted(keys, which + rng.random(len(which)), side="right")
+        return np.minimum(idx, len(keys) - 1)
+
+    return draw
+
+
+class World:
+    """The latent state of the world: catalogue, advertisers, users and their drifting tracks."""
+
+    def __init__(self, spec: SynthSpec, rng: np.random.Generator):
+        self.spec, C, I, U = spec, spec.categories, spec.items, spec.users
+        self.span = spec.days * DAY
+        # Catalogue: every category gets at least one item.
+        cat_pop = rng.permutation(np.arange(1, C + 1) ** -CATEGORY_ZIPF)
+        self.item_cat = np.concatenate([np.arange(C), rng.choice(C, size=I - C, p=cat_pop / cat_pop.sum())])
+        self.item_pop = rng.permutation(np.arange(1, I + 1) ** -ITEM_ZIPF)
+        self.quality = rng.normal(0.0, 0.5, I)
+        n_adv = max(10, I // 20)
+        self.item_adv = rng.integers(0, n_adv, I)
+        self.adv_log_bid = rng.normal(np.log(0.8), 0.4, n_adv)
+        order = np.argsort(self.item_cat, kind="stable")
+        self._item_in_cat = order
+        self._draw_item = segment_sampler(self.item_cat[order], self.item_pop[order])
+        self.cat_pop = np.bincount(self.item_cat, weights=self.item_pop, minlength=C)
+        # Users and their interest tracks.
+        n_tracks = rng.choice([1, 2, 3], size=U, p=[0.3, 0.45, 0.25])
+        self.track_user = np.repeat(np.arange(U), n_tracks)
+        self.track_first = np.concatenate([[0], np.cumsum(n_tracks)[:-1]])
+        self.n_tracks = n_tracks
+        g = rng.gamma(1.0, 1.0, len(self.track_user)) + 1e-3
+        self.track_weight = g / np.bincount(self.track_user, weights=g)[self.track_user]
+        self._draw_track = segment_sampler(self.track_user, self.track_weight)
+        K = len(self.track_user)
+        self.track_start = rng.integers(0, C, K)
+        self.track_dir = rng.choice([-1, 1], K)
+        moves = rng.poisson(rng.uniform(0.5, 2.0, K) / (7 * DAY) * self.span)
+        move_track = np.repeat(np.arange(K), moves)
+        move_time = rng.integers(0, self.span, len(move_track))
+        self._move_key = np.sort(move_track.astype(np.int64) * (self.span + 1) + move_time)
+        self._move_first = np.concatenate([[0], np.cumsum(moves)[:-1]])
+
+    def track_category(self, track: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Category of each track at time t (seconds from the start): start + dir * moves so far."""
+        done = np.searchsorted(self._move_key, track.astype(np.int64) * (self.span + 1) + t, side="left")
+        return (self.track_start[track] + self.track_dir[track] * (done - self._move_first[track])) % (
+            self.spec.categories
+        )
+
+    def draw_track(self, rng: np.random.Generator, user: np.ndarray) -> np.ndarray:
+        return self._draw_track(rng, user)
+
+    def draw_item(self, rng: np.random.Generator, category: np.ndarray) -> np.ndarray:
+        return self._item_in_cat[self._draw_item(rng, category)]
+
+    def affinity(self, user: np.ndarray, category: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """sum_k w_k * kernel(ring distance between the category and track k's current category)."""
+        C = self.spec.categories
+        total = np.zeros(len(user))
+        for j in range(3):
+            has = j < self.n_tracks[user]
+            track = self.track_first[user[has]] + j
+            d = np.abs(category[has] - self.track_category(track, t[has]))
+            d = np.minimum(d, C - d)
+            total[has] += self.track_weight[track] * np.exp(-(d**2) / (2 * KERNEL_WIDTH**2))
+        return total
+
+    def draw_category_near(self, rng: np.random.Generator, category: np.ndarray, p_neighbour: float,
+                           p_random: float) -> np.ndarray:
+        u = rng.random(len(category))
+        out = category.copy()
+        near = u < p_neighbour
+        out[near] += rng.choice([-1, 1], near.sum())
+        rand = (u >= p_neighbour) & (u < p_neighbour + p_random)
+        out[rand] = rng.integers(0, self.spec.categories, rand.sum())
+        return out % self.spec.categories
+
+
+def _events(world: World, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    spec = world.spec
+    sigma = 0.8
+    counts = np.maximum(3, np.round(rng.lognormal(np.log(spec.events_per_user) - sigma**2 / 2, sigma,
+                                                   spec.users))).astype(np.int64)
+    user = np.repeat(np.arange(spec.users), counts)
+    t = rng.integers(0, world.span, len(user))
+    track = world.draw_track(rng, user)
+    category = world.draw_category_near(rng, world.track_category(track, t), 0.10, 0.05)
+    item = world.draw_item(rng, category)
+    order = np.lexsort((user, t))
+    return {"user": user[order], "t": t[order], "item": item[order], "category": category[order],
+            "counts": counts}
+
+
+def _impressions(world: World, rng: np.random.Generator, counts: np.ndarray) -> dict[str, np.ndarray]:
+    spec = world.spec
+    R, K = spec.requests, spec.candidates_per_request
+    req_user = rng.choice(spec.users, size=R, p=counts / counts.sum())
+    req_t = np.sort(rng.integers(int(0.3 * world.span), world.span, R))
+    user, t = np.repeat(req_user, K), np.repeat(req_t, K)
+    source = rng.random(R * K)
+    track = world.draw_track(rng, user)
+    current = (world.track_category(track, t) + rng.integers(-2, 3, R * K)) % spec.categories
+    past = world.track_category(track, (rng.random(R * K) * t).astype(np.int64))
+    popular = rng.choice(spec.categories, size=R * K, p=world.cat_pop / world.cat_pop.sum())
+    category = np.where(source < 0.4, current, np.where(source < 0.7, past, popular))
+    item = world.draw_item(rng, category)
+    category = world.item_cat[item]
+    logit = (BASE_LOGIT + AFFINITY_WEIGHT * world.affinity(user, category, t)
+             + QUALITY_WEIGHT * world.quality[item])
+    p_true = 1.0 / (1.0 + np.exp(-logit))
+    clicked = (rng.random(R * K) < p_true).astype(np.int32)
+    bid = np.maximum(0.05, np.round(np.exp(rng.normal(world.adv_log_bid[world.item_adv[item]], 0.25)), 2))
+    # The logging policy: bid x a noisy, flattened estimate of p_true; the top `slots` are shown.
+    est = 1.0 / (1.0 + np.exp(-(0.6 * logit + rng.normal(0.0, 0.7, R * K))))
+    rank = np.argsort(np.argsort(-(bid * est).reshape(R, K), axis=1, kind="stable"), axis=1).ravel()
+    position = np.where(rank < spec.slots, rank + 1, 0).astype(np.int32)
+    return {"request": np.repeat(np.arange(R), K), "user": user, "t": t, "item": item,
+            "category": category, "bid": bid, "position": position, "clicked": clicked, "p_true": p_true}
+
+
+def _keys(prefix: str, n: int, idx: np.ndarray) -> pa.Array:
+    width = len(str(max(n - 1, 0)))
+    dictionary = pa.array([f"{prefix}{i:0{width}d}" for i in range(n)])
+    return pa.DictionaryArray.from_arrays(pa.array(idx.astype(np.int32)), dictionary).cast(pa.string())
+
+
+def _write(table: pa.Table, directory: Path) -> None:
+    directory.mkdir(parents=True)
+    pq.write_table(table, directory / "part-00000.parquet", row_group_size=256 * 1024, compression="zstd")
+
+
+def generate(spec: SynthSpec, out_dir: Path) -> dict:
+    """Write `events/` and `impressions/` Parquet datasets into out_dir; return the summary stats."""
+    spec.check()
+    rng = np.random.default_rng(spec.seed)
+    world = World(spec, rng)
+    start = int(datetime.fromisoformat(spec.start).replace(tzinfo=UTC).timestamp())
+    ev = _events(world, rng)
+    imp = _impressions(world, rng, ev["counts"])
+    ts = pa.array((start + ev["t"]) * 1000, pa.int64()).cast(schema.TS)
+    events = pa.Table.from_arrays(
+        [_keys("u", spec.users, ev["user"]), _keys("i", spec.items, ev["item"]),
+         _keys("c", spec.categories, ev["category"]), ts], schema=schema.EVENTS)
+    impressions = pa.Table.from_arrays(
+        [_keys("r", spec.requests, imp["request"]), _keys("u", spec.users, imp["user"]),
+         pa.array((start + imp["t"]) * 1000, pa.int64()).cast(schema.TS), _keys("i", spec.items, imp["item"]),
+         _keys("c", spec.categories, imp["category"]), pa.array(imp["bid"]), pa.array(imp["position"]),
+         pa.array(imp["clicked"]), pa.array(imp["p_true"])], schema=schema.IMPRESSIONS)
+    _write(events, out_dir / "events")
+    _write(impressions, out_dir / "impressions")
+    shown = imp["position"] > 0
+    return {
+        "spec": asdict(spec),
+        "events": len(events), "impressions": len(impressions), "requests": spec.requests,
+        "first_ts": datetime.fromtimestamp(start, UTC).isoformat(),
+        "last_ts": datetime.fromtimestamp(start + world.span, UTC).isoformat(),
+        "click_rate": float(imp["clicked"].mean()), "mean_p_true": float(imp["p_true"].mean()),
+        "shown_click_rate": float(imp["clicked"][shown].mean()),
+        "interest_tracks": len(world.track_user),
+    }
