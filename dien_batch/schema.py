@@ -37,7 +37,7 @@ SAMPLES = pa.schema([
     ("item_idx", I32), ("category_idx", I32), ("label", I32), ("ts", I64),
     ("hist_item_idx", pa.list_(I32)), ("hist_category_idx", pa.list_(I32)),
     ("neg_item_idx", pa.list_(I32)), ("neg_category_idx", pa.list_(I32)),
-    ("hist_len", I32), ("hist_last_ts", I64),
+    ("hist_len", I32), pa.field("hist_last_ts", I64, nullable=True),
     pa.field("request_id", STR, nullable=True), pa.field("bid", F64, nullable=True),
     pa.field("p_true", F64, nullable=True),
 ])
@@ -46,7 +46,7 @@ SAMPLES = pa.schema([
 REQUESTS = pa.schema([
     ("request_id", STR), ("user_id", STR), ("user_idx", I32), ("ts", I64),
     ("hist_item_idx", pa.list_(I32)), ("hist_category_idx", pa.list_(I32)),
-    ("hist_len", I32), ("hist_last_ts", I64),
+    ("hist_len", I32), pa.field("hist_last_ts", I64, nullable=True),
     ("cand_item_id", pa.list_(STR)), ("cand_category_id", pa.list_(STR)),
     ("cand_item_idx", pa.list_(I32)), ("cand_category_idx", pa.list_(I32)),
     pa.field("cand_label", pa.list_(I32), nullable=True),

@@ -128,3 +128,9 @@ def test_segment_sampler_matches_weights():
 def test_bad_specs_are_usage_errors(bad):
     with pytest.raises(UsageError):
         SynthSpec(**bad).check()
+
+
+def test_candidates_of_a_request_are_distinct(small_world):
+    imps = read(small_world, "impressions")
+    pairs = imps.group_by(["request_id", "item_id"]).aggregate([("item_id", "count")])
+    assert len(pairs) == len(imps)

@@ -5,39 +5,92 @@ from __future__ import annotations
 import click
 
 from . import cli
-from .common import command, not_built
+from .common import command
 
-TITLE = "build-features and validate: Spark jobs that turn raw logs into DIEN samples"
 FORMATS = ["auto", "parquet", "csv", "amazon-json", "amazon-csv", "taobao", "recbole", "synth"]
 
 
+def _rows_line(acc: dict) -> str:
+    top = ", ".join(f"{k} {v:,}" for k, v in sorted(acc["rejected_by_reason"].items(), key=lambda kv: -kv[1])[:4])
+    text = f"{acc['rows_in']:,} in = {acc['rows_used']:,} used + {acc['rows_rejected']:,} rejected"
+    if acc["rows_filtered"]:
+        text += f" + {acc['rows_filtered']:,} filtered"
+    return text + (f" ({top})" if top else "")
+
+
 @command(cli, "build-features", """
-dien-batch build-features --events data/synth --format synth --out features
+dien-batch build-features --events data/synth --out features
 dien-batch build-features --events reviews_Books.json --meta meta_Books.json --format amazon-json \\
     --samples last --split last --out features-books
-dien-batch build-features --events day.parquet --format parquet --vocab features/vocab --out day
+dien-batch build-features --events UserBehavior.csv --format taobao --behaviors buy,cart,fav --out tb
+dien-batch build-features --events day2 --format synth --vocab features/vocab --split time:2025-03-01 --out day2
 """)
-@click.option("--events", required=True, type=click.Path(exists=True), help="Behaviour log file or dir.")
-@click.option("--meta", type=click.Path(exists=True), help="Item metadata (item -> category).")
-@click.option("--impressions", type=click.Path(exists=True), help="Logged ad impressions.")
+@click.option("--events", required=True, type=click.Path(exists=True), help="Behaviour log: a file or a directory.")
+@click.option("--meta", type=click.Path(exists=True), help="Item metadata (item -> category) for formats that need it.")
+@click.option("--impressions", type=click.Path(exists=True),
+              help="Logged ad impressions (request_id, user_id, ts, item_id, category_id, clicked[, bid, position, "
+                   "p_true]): impression-style samples and scoring requests.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option("--columns", help="csv/parquet: user=COL,item=COL,category=COL,ts=COL")
+@click.option("--sep", help="csv: field separator (default ',').")
+@click.option("--behaviors", default="pv,buy,cart,fav", show_default=True,
+              help="taobao: which behaviour types count as behaviour.")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
-@click.option("--max-len", type=int, default=100, show_default=True)
-@click.option("--samples", type=click.Choice(["last", "all-prefixes"]), default="all-prefixes",
-              show_default=True)
-@click.option("--split", default="last", show_default=True, help="last | time:YYYY-MM-DD | users:FRAC")
-@click.option("--candidates", type=int, default=20, show_default=True)
-@click.option("--vocab", type=click.Path(exists=True, file_okay=False), help="Reuse this vocabulary.")
+@click.option("--max-len", type=int, default=100, show_default=True, help="History length kept per sample.")
+@click.option("--samples", type=click.Choice(["last", "all-prefixes"]), default="all-prefixes", show_default=True,
+              help="Review data: one training target per user (the paper) or every prefix.")
+@click.option("--max-samples-per-user", type=int, default=20, show_default=True,
+              help="all-prefixes: the most recent targets kept per user and split.")
+@click.option("--split", default="last", show_default=True, help="last | time:YYYY-MM-DD | users:FRACTION")
+@click.option("--candidates", type=int, default=20, show_default=True,
+              help="Review data: candidates per scoring request (the test target + K-1 sampled).")
+@click.option("--aux-neg", type=click.Choice(["popularity", "uniform"]), default="popularity", show_default=True,
+              help="How negatives (targets and auxiliary loss) are drawn from the items.")
+@click.option("--vocab", type=click.Path(exists=True, file_okay=False),
+              help="Reuse this vocabulary (a previous OUT/vocab) so ids stay stable across nights.")
+@click.option("--min-ts", help="Reject events before this date (default 1995-01-01).")
+@click.option("--max-ts", help="Reject events at or after this date (default now).")
 @click.option("--master", default="local[2]", show_default=True, help="Spark master URL.")
-def build_features(**_kwargs) -> None:
-    """Build time-ordered, point-in-time-correct DIEN samples, vocabularies and scoring requests."""
-    not_built(TITLE)
+def build_features(seed: int, **options) -> None:
+    """Build time-ordered, point-in-time-correct DIEN samples, vocabularies and scoring requests.
+
+    Writes OUT/{train,valid,test,requests,vocab,rejects,validation}/ and OUT/manifest.json,
+    atomically: a failed or killed run leaves no OUT. Input rows = used + rejected (+ filtered).
+    """
+    from spark_jobs.build_features import BuildConfig, run
+
+    from .. import ui
+
+    manifest = run(BuildConfig(seed=seed, **options))
+    rows = [("format", manifest["format"]["name"])]
+    rows += [(f"{what} rows", _rows_line(acc)) for what, acc in manifest["rows"].items()]
+    rows += [(f"{split} samples", f"{c['rows']:,} (positive rate {c['positive_rate']})")
+             for split, c in manifest["samples"].items()]
+    rows += [("scoring requests", manifest["requests"]),
+             ("vocabulary", "{users:,} users, {items:,} items, {categories:,} categories".format(**manifest["vocab"])),
+             ("validation", "passed (" + ", ".join(manifest["validation"]) + ")"),
+             ("seconds", manifest["seconds"])]
+    ui.summary(f"build-features: wrote {options['out']}", rows)
 
 
 @command(cli, "validate", """
 dien-batch validate --features features
 """)
 @click.option("--features", required=True, type=click.Path(exists=True, file_okay=False))
-def validate(**_kwargs) -> None:
-    """Re-run the Great Expectations suite on a built dataset and write its report."""
-    not_built(TITLE)
+@click.option("--master", default="local[2]", show_default=True, help="Spark master URL.")
+def validate(seed: int, features: str, master: str) -> None:
+    """Re-run the Great Expectations suite on a built dataset and write its report.
+
+    Writes FEATURES/validation/ (result JSON per suite and Data Docs HTML); exit 3 on any failure.
+    """
+    from spark_jobs.build_features import validate_dataset
+
+    from .. import ui
+    from ..errors import DataValidationError
+
+    result = validate_dataset(features, master)
+    rows = [(name, "passed" if r["success"] else f"FAILED: {r['failures']}") for name, r in
+            result["validation"].items()]
+    ui.summary(f"validate: {features}", rows + [("report", f"{features}/validation/data_docs/index.html")])
+    if not result["success"]:
+        raise DataValidationError(f"{features} failed validation")

@@ -176,6 +176,20 @@ def _events(world: World, rng: np.random.Generator) -> dict[str, np.ndarray]:
             "counts": counts}
 
 
+def _distinct_per_request(world: World, rng: np.random.Generator, items: np.ndarray) -> np.ndarray:
+    """Redraw repeated candidates of a request from the popular catalogue until each row is distinct."""
+    for _ in range(100):
+        order = np.argsort(items, axis=1, kind="stable")
+        ranked = np.take_along_axis(items, order, axis=1)
+        repeat = np.zeros_like(items, dtype=bool)
+        np.put_along_axis(repeat, order[:, 1:], ranked[:, 1:] == ranked[:, :-1], axis=1)
+        if not repeat.any():
+            return items
+        cats = rng.choice(world.spec.categories, size=repeat.sum(), p=world.cat_pop / world.cat_pop.sum())
+        items[repeat] = world.draw_item(rng, cats)
+    raise UsageError("could not draw distinct candidates: use more --items or fewer --candidates-per-request")
+
+
 def _impressions(world: World, rng: np.random.Generator, counts: np.ndarray) -> dict[str, np.ndarray]:
     spec = world.spec
     R, K = spec.requests, spec.candidates_per_request
@@ -188,7 +202,7 @@ def _impressions(world: World, rng: np.random.Generator, counts: np.ndarray) -> 
     past = world.track_category(track, (rng.random(R * K) * t).astype(np.int64))
     popular = rng.choice(spec.categories, size=R * K, p=world.cat_pop / world.cat_pop.sum())
     category = np.where(source < 0.4, current, np.where(source < 0.7, past, popular))
-    item = world.draw_item(rng, category)
+    item = _distinct_per_request(world, rng, world.draw_item(rng, category).reshape(R, K)).ravel()
     category = world.item_cat[item]
     logit = (BASE_LOGIT + AFFINITY_WEIGHT * world.affinity(user, category, t)
              + QUALITY_WEIGHT * world.quality[item])

@@ -1,0 +1,319 @@
+"""Sample construction from per-user behaviour sequences: pure, vectorised NumPy over Arrow batches.
+
+The Spark job groups events per user (sorted by time, ties broken by item id) and hands batches of
+users to these functions through `mapInArrow`, so the logic here is the same on one core, on
+`local[2]` and on a cluster, and is testable without Spark.
+
+Invariants:
+* **Point in time.** A target at time t gets the events with ts < t (strictly) as history, the last
+  `max_len` of them; events at the same second as the target are never history.
+* **Reproducible randomness.** Every random draw is a hash of (seed, user, position, salt), so it does
+  not depend on partitioning, batch boundaries or the order of users.
+* **Negatives.** The negative for a clicked item (a target's negative, or the auxiliary-loss negative
+  at a history position) is drawn from the item vocabulary by popularity (or uniformly) and is never
+  the clicked item itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import schema
+
+SPLITS = ("train", "valid", "test")
+SALT_TARGET_NEG, SALT_AUX_NEG, SALT_USER_SPLIT, SALT_CANDIDATE = 1, 2, 3, 16
+_GOLDEN, _M1, _M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = x + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        return z ^ (z >> np.uint64(31))
+
+
+def hash_uniform(seed: int, *keys) -> np.ndarray:
+    """Uniform [0, 1) floats that are a pure function of (seed, *keys); keys broadcast."""
+    h = _splitmix64(np.asarray(seed, dtype=np.int64).view(np.uint64))
+    for key in keys:
+        h = _splitmix64(h ^ np.asarray(key, dtype=np.int64).view(np.uint64))
+    return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+@dataclass(frozen=True)
+class SampleParams:
+    seed: int = 0
+    max_len: int = 100
+    samples: str = "all-prefixes"  # or "last"
+    max_samples_per_user: int = 20
+    split: str = "last"  # last | time:<epoch seconds> | users:<fraction>
+    candidates: int = 20
+
+    @property
+    def split_kind(self) -> str:
+        return self.split.partition(":")[0]
+
+    @property
+    def split_value(self) -> float:
+        return float(self.split.partition(":")[2])
+
+
+class ItemSampler:
+    """Draws negative items from the vocabulary, by popularity or uniformly, excluding a given item."""
+
+    def __init__(self, item_idx: np.ndarray, counts: np.ndarray, item_category: np.ndarray,
+                 item_keys: np.ndarray, category_keys: np.ndarray, uniform: bool = False):
+        weights = np.ones(len(item_idx)) if uniform else counts.astype(np.float64)
+        keep = weights > 0
+        if keep.sum() < 2:
+            raise ValueError("negative sampling needs at least two items with behaviour")
+        self.items = item_idx[keep].astype(np.int32)
+        self.cum = np.cumsum(weights[keep])
+        self.item_category = item_category  # indexed by item idx
+        self.item_keys = item_keys  # raw ids, indexed by item idx
+        self.category_keys = category_keys
+
+    def draw_excluding(self, seed: int, exclude: np.ndarray, *keys) -> np.ndarray:
+        out = np.empty(len(exclude), dtype=np.int32)
+        todo = np.arange(len(exclude))
+        for attempt in range(64):
+            u = hash_uniform(seed, *[k[todo] if np.ndim(k) else k for k in keys], attempt)
+            picked = self.items[np.searchsorted(self.cum, u * self.cum[-1], side="right")]
+            out[todo] = picked
+            todo = todo[picked == exclude[todo]]
+            if not len(todo):
+                return out
+        out[todo] = self.items[(np.searchsorted(self.items, exclude[todo]) + 1) % len(self.items)]
+        return out
+
+
+def _flat(batch: pa.RecordBatch, prefix: str, names: tuple[str, ...]):
+    """Offsets and flat NumPy values of parallel list columns `prefix + name`."""
+    first = batch.column(f"{prefix}{names[0]}")
+    offsets = first.offsets.to_numpy().astype(np.int64)
+    offsets = offsets - offsets[0]
+    values = [batch.column(f"{prefix}{n}").flatten().to_numpy(zero_copy_only=False) for n in names]
+    return offsets, values
+
+
+def _gather_lists(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, typ: pa.DataType) -> pa.Array:
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    idx = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values[idx], typ))
+
+
+class UserHistories:
+    """A batch of users' behaviour sequences, flattened, with per-event aux negatives."""
+
+    def __init__(self, batch: pa.RecordBatch, params: SampleParams, sampler: ItemSampler):
+        self.params = params
+        self.user_idx = batch.column("user_idx").to_numpy(zero_copy_only=False).astype(np.int64)
+        self.user_id = batch.column("user_id")
+        self.offsets, (self.items, self.cats, self.ts) = _flat(batch, "ev_", ("item", "cat", "ts"))
+        n = np.diff(self.offsets)
+        self.owner = np.repeat(np.arange(len(n)), n)
+        self.position = np.arange(len(self.owner)) - self.offsets[self.owner]
+        self.neg_items = sampler.draw_excluding(params.seed, self.items, self.user_idx[self.owner],
+                                                self.position, SALT_AUX_NEG) if len(self.items) else \
+            np.empty(0, np.int32)
+        self.neg_cats = sampler.item_category[self.neg_items].astype(np.int32)
+        # Sort key: (user in batch, ts); events are sorted by it already.
+        self._key = self.owner * (1 << 40) + (self.ts - (self.ts.min() if len(self.ts) else 0))
+
+    def history_end(self, owner: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Flat index one past the last event of `owner` strictly before `ts`."""
+        base = self.ts.min() if len(self.ts) else 0
+        return np.searchsorted(self._key, owner * (1 << 40) + (ts - base), side="left")
+
+    def history_columns(self, owner: np.ndarray, end: np.ndarray) -> dict[str, pa.Array]:
+        start = np.maximum(self.offsets[owner], end - self.params.max_len)
+        length = (end - start).astype(np.int32)
+        last_ts = np.where(length > 0, self.ts[np.maximum(end - 1, 0)], 0)
+        return {
+            "hist_item_idx": _gather_lists(self.items, start, length, pa.int32()),
+            "hist_category_idx": _gather_lists(self.cats, start, length, pa.int32()),
+            "neg_item_idx": _gather_lists(self.neg_items, start, length, pa.int32()),
+            "neg_category_idx": _gather_lists(self.neg_cats, start, length, pa.int32()),
+            "hist_len": pa.array(length, pa.int32()),
+            "hist_last_ts": pa.array(last_ts.astype(np.int64), mask=length == 0),
+        }
+
+
+def _rank_from_end(owner: np.ndarray, selected: np.ndarray, n_owners: int) -> np.ndarray:
+    """For selected rows (grouped by owner, in time order): 0 for each owner's last, 1 before it..."""
+    total = np.bincount(owner[selected], minlength=n_owners)
+    running = np.zeros(len(owner), dtype=np.int64)
+    sel_idx = np.flatnonzero(selected)
+    counts_before = np.arange(len(sel_idx)) - np.searchsorted(owner[sel_idx], owner[sel_idx], side="left")
+    running[sel_idx] = counts_before
+    return np.where(selected, total[owner] - 1 - running, -1)
+
+
+def _split_of_rank(params: SampleParams, rank: np.ndarray, eligible: np.ndarray, ts: np.ndarray,
+                   user_u: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Split code per row (0 train, 1 valid, 2 test, -1 unused) for the configured protocol."""
+    keep_n = 1 if params.samples == "last" else params.max_samples_per_user
+    split = np.full(len(rank), -1, dtype=np.int8)
+    kind = params.split_kind
+    if kind == "last":
+        split[eligible & (rank == 0)] = 2
+        split[eligible & (rank == 1)] = 1
+        split[eligible & (rank >= 2) & (rank < 2 + keep_n)] = 0
+        return split
+    if kind == "time":
+        after = eligible & (ts >= params.split_value)
+        before = eligible & ~after
+        rank_after = _rank_from_end(owner, after, owner.max() + 1 if len(owner) else 0)
+        rank_before = _rank_from_end(owner, before, owner.max() + 1 if len(owner) else 0)
+        split[after & (rank_after < keep_n)] = 2
+        split[before & (rank_before == 0)] = 1
+        split[before & (rank_before >= 1) & (rank_before < 1 + keep_n)] = 0
+        return split
+    if kind == "users":
+        frac = params.split_value
+        group = np.where(user_u < frac, 2, np.where(user_u < 2 * frac, 1, 0))[owner]
+        ok = eligible & (rank >= 0) & (rank < keep_n)
+        split[ok] = group[ok]
+        return split
+    raise ValueError(f"unknown split '{params.split}'")
+
+
+def _table(columns: dict[str, pa.Array], target: pa.Schema, split: np.ndarray | None = None) -> pa.Table:
+    arrays = [columns[f.name] if f.name in columns else pa.nulls(len(next(iter(columns.values()))), f.type)
+              for f in target]
+    table = pa.Table.from_arrays(arrays, schema=target)
+    if split is not None:
+        table = table.append_column("split", pa.array(split, pa.int8()))
+    return table
+
+
+def review_samples(batch: pa.RecordBatch, params: SampleParams, sampler: ItemSampler) -> pa.Table:
+    """Review-style samples: each chosen behaviour is a positive target with one sampled negative."""
+    h = UserHistories(batch, params, sampler)
+    end = h.history_end(h.owner, h.ts)
+    eligible = end > h.offsets[h.owner]
+    rank = _rank_from_end(h.owner, eligible, len(h.offsets) - 1)
+    user_u = hash_uniform(params.seed, h.user_idx, SALT_USER_SPLIT)
+    split = _split_of_rank(params, rank, eligible, h.ts, user_u, h.owner)
+    rows = np.flatnonzero(split >= 0)
+    neg = sampler.draw_excluding(params.seed, h.items[rows], h.user_idx[h.owner[rows]], h.position[rows],
+                                 SALT_TARGET_NEG)
+    both = np.concatenate([rows, rows])
+    owner = h.owner[both]
+    columns = h.history_columns(owner, end[both])
+    items = np.concatenate([h.items[rows], neg])
+    columns.update({
+        "user_id": pc.take(h.user_id, pa.array(owner)),
+        "user_idx": pa.array(h.user_idx[owner].astype(np.int32)),
+        "item_idx": pa.array(items.astype(np.int32)),
+        "category_idx": pa.array(np.concatenate([h.cats[rows], sampler.item_category[neg]]).astype(np.int32)),
+        "label": pa.array(np.r_[np.ones(len(rows)), np.zeros(len(rows))].astype(np.int32)),
+        "ts": pa.array(h.ts[both].astype(np.int64)),
+    })
+    return _table(columns, schema.SAMPLES, split[both])
+
+
+def review_requests(batch: pa.RecordBatch, params: SampleParams, sampler: ItemSampler) -> pa.Table:
+    """Scoring requests for review data: each test target with K-1 sampled negative candidates."""
+    samples = review_samples(batch, params, sampler)
+    test = samples.filter(pc.and_(pc.equal(samples["split"], 2), pc.equal(samples["label"], 1)))
+    n, k = len(test), params.candidates
+    pos = test["item_idx"].to_numpy()
+    user = test["user_idx"].to_numpy().astype(np.int64)
+    ts = test["ts"].to_numpy()
+    slot = np.tile(np.arange(1, k), n)
+    negs = sampler.draw_excluding(params.seed, np.repeat(pos, k - 1), np.repeat(user, k - 1),
+                                  np.repeat(ts, k - 1), slot + SALT_CANDIDATE)
+    cand = np.concatenate([pos[:, None], negs.reshape(n, k - 1)], axis=1).ravel().astype(np.int32)
+    cats = sampler.item_category[cand].astype(np.int32)
+    labels = np.zeros((n, k), dtype=np.int32)
+    labels[:, 0] = 1
+    lists = np.arange(0, n * k + 1, k, dtype=np.int32)
+
+    def lst(values, typ):
+        return pa.ListArray.from_arrays(pa.array(lists), pa.array(values, typ))
+
+    request_id = pc.binary_join_element_wise(test["user_id"], pc.cast(test["ts"], pa.string()), "@")
+    columns = {name: test[name].combine_chunks() for name in
+               ("user_id", "user_idx", "ts", "hist_item_idx", "hist_category_idx", "hist_len", "hist_last_ts")}
+    columns.update({
+        "request_id": request_id.combine_chunks(),
+        "cand_item_idx": lst(cand, pa.int32()), "cand_category_idx": lst(cats, pa.int32()),
+        "cand_item_id": lst(sampler.item_keys[cand], pa.string()),
+        "cand_category_id": lst(sampler.category_keys[cats], pa.string()),
+        "cand_label": lst(labels.ravel(), pa.int32()),
+    })
+    return _table(columns, schema.REQUESTS)
+
+
+class UserImpressions:
+    """A batch of users' logged impressions (sorted by ts, request), flattened, with their split."""
+
+    FIELDS = ("request_id", "ts", "item", "cat", "item_id", "category_id", "label", "bid", "p_true", "position")
+
+    def __init__(self, batch: pa.RecordBatch, params: SampleParams, h: UserHistories):
+        self.offsets, values = _flat(batch, "imp_", self.FIELDS)
+        self.v = dict(zip(self.FIELDS, values, strict=True))
+        self.owner = np.repeat(np.arange(len(self.offsets) - 1), np.diff(self.offsets))
+        req = self.v["request_id"]
+        n_users = len(self.offsets) - 1
+        first = np.r_[True, (req[1:] != req[:-1]) | (self.owner[1:] != self.owner[:-1])] if len(req) else \
+            np.zeros(0, bool)
+        head = np.maximum.accumulate(np.where(first, np.arange(len(req)), 0))  # the request's first row
+        request_rank = _rank_from_end(self.owner, first, n_users)[head]
+        user_u = hash_uniform(params.seed, h.user_idx, SALT_USER_SPLIT)
+        every_impression = replace(params, samples="all-prefixes", max_samples_per_user=1 << 30)
+        self.split = _split_of_rank(every_impression, request_rank, np.ones(len(req), bool), self.v["ts"],
+                                    user_u, self.owner)
+        self.end = h.history_end(self.owner, self.v["ts"])
+
+
+def impression_samples(batch: pa.RecordBatch, params: SampleParams, sampler: ItemSampler) -> pa.Table:
+    """Impression-style samples: each logged impression with its click and the history before it."""
+    h = UserHistories(batch, params, sampler)
+    imp = UserImpressions(batch, params, h)
+    v = imp.v
+    columns = h.history_columns(imp.owner, imp.end)
+    columns.update({
+        "user_id": pc.take(h.user_id, pa.array(imp.owner)),
+        "user_idx": pa.array(h.user_idx[imp.owner].astype(np.int32)),
+        "item_idx": pa.array(v["item"].astype(np.int32)), "category_idx": pa.array(v["cat"].astype(np.int32)),
+        "label": pa.array(v["label"].astype(np.int32)), "ts": pa.array(v["ts"].astype(np.int64)),
+        "request_id": pa.array(v["request_id"], pa.string()),
+        "bid": pa.array(v["bid"], pa.float64()), "p_true": pa.array(v["p_true"], pa.float64()),
+    })
+    return _table(columns, schema.SAMPLES, imp.split)
+
+
+def impression_requests(batch: pa.RecordBatch, params: SampleParams, sampler: ItemSampler) -> pa.Table:
+    """Scoring requests from the test split's logged impressions: one row per request."""
+    h = UserHistories(batch, params, sampler)
+    imp = UserImpressions(batch, params, h)
+    rows = np.flatnonzero(imp.split == 2)
+    req = imp.v["request_id"][rows]
+    owner = imp.owner[rows]
+    first = np.r_[True, (req[1:] != req[:-1]) | (owner[1:] != owner[:-1])] if len(rows) else np.zeros(0, bool)
+    heads = rows[first]
+    lengths = np.diff(np.r_[np.flatnonzero(first), len(rows)]).astype(np.int32)
+    lists = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+
+    def lst(name, typ):
+        return pa.ListArray.from_arrays(lists, pa.array(imp.v[name][rows], typ))
+
+    columns = h.history_columns(imp.owner[heads], imp.end[heads])
+    columns.update({
+        "request_id": pa.array(imp.v["request_id"][heads], pa.string()),
+        "user_id": pc.take(h.user_id, pa.array(imp.owner[heads])),
+        "user_idx": pa.array(h.user_idx[imp.owner[heads]].astype(np.int32)),
+        "ts": pa.array(imp.v["ts"][heads].astype(np.int64)),
+        "cand_item_id": lst("item_id", pa.string()), "cand_category_id": lst("category_id", pa.string()),
+        "cand_item_idx": lst("item", pa.int32()), "cand_category_idx": lst("cat", pa.int32()),
+        "cand_label": lst("label", pa.int32()), "cand_bid": lst("bid", pa.float64()),
+        "cand_p_true": lst("p_true", pa.float64()), "cand_position": lst("position", pa.int32()),
+    })
+    return _table(columns, schema.REQUESTS)

@@ -1,0 +1,64 @@
+"""One place that builds SparkSessions with settings that work on small machines and on clusters."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from dien_batch.errors import UsageError
+
+LOG4J = Path(__file__).with_name("log4j2.properties")
+
+
+def find_java() -> str:
+    """The java binary Spark will use, or a UsageError that says how to get one."""
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home) / "bin" / "java") if home and (Path(home) / "bin" / "java").exists() else shutil.which("java")
+    if not java:
+        raise UsageError("Java is missing: Spark needs Java 17 or newer. Debian/Ubuntu: "
+                         "sudo apt-get install openjdk-17-jre-headless (or set JAVA_HOME)")
+    text = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    try:
+        major = int(text.split('"')[1].split(".")[0])
+    except (IndexError, ValueError):
+        major = 0
+    if major < 17:
+        raise UsageError(f"{java} is Java {major or 'of unknown version'}; Spark 4 needs Java 17 or newer")
+    return java
+
+
+def spark_session(master: str = "local[2]", *, app: str = "dien-batch", driver_memory: str = "4g",
+                  shuffle_partitions: int | None = None, conf: dict[str, str] | None = None):
+    """Get or create the session. Local masters bind to 127.0.0.1 and keep the UI off."""
+    find_java()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    local = master.startswith("local")
+    java_opts = f"-Dlog4j.configurationFile=file:{LOG4J}"
+    settings = {
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.shuffle.partitions": str(shuffle_partitions or (4 if local else 200)),
+        "spark.driver.memory": driver_memory,
+        "spark.driver.extraJavaOptions": java_opts,
+        "spark.executor.extraJavaOptions": java_opts,
+        "spark.sql.parquet.compression.codec": "zstd",
+        **(conf or {}),
+    }
+    if local:
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        settings.update({"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"})
+    builder = SparkSession.builder.master(master).appName(app)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
