@@ -137,7 +137,12 @@ class Validator:
         checkpoint = self.context.checkpoints.add(gx.Checkpoint(
             name=name, validation_definitions=[definition], actions=[UpdateDataDocsAction(name="docs")],
             result_format={"result_format": "SUMMARY"}))
-        result = checkpoint.run(batch_parameters={"dataframe": df})
+        try:
+            result = checkpoint.run(batch_parameters={"dataframe": df})
+        finally:
+            # GX persists the batch; Spark would serve that cache to a later read of the same files
+            # even after they changed, so drop it.
+            df.sparkSession.catalog.clearCache()
         suite_result = next(iter(result.run_results.values()))
         write_json(self.out_dir / f"{name}.json", suite_result.to_json_dict())
         failures, rows = [], 0

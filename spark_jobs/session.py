@@ -51,6 +51,9 @@ def spark_session(master: str = "local[2]", *, app: str = "dien-batch", driver_m
         "spark.driver.extraJavaOptions": java_opts,
         "spark.executor.extraJavaOptions": java_opts,
         "spark.sql.parquet.compression.codec": "zstd",
+        # No .crc side files next to the outputs: they go stale when anyone rewrites a file.
+        "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
+        "spark.hadoop.fs.file.impl.disable.cache": "true",
         **(conf or {}),
     }
     if local:

@@ -19,3 +19,25 @@ def small_world(tmp_path_factory) -> Path:
     out.mkdir()
     generate(SMALL_WORLD, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] SparkSession for the whole test session (UI off, 2 shuffle partitions)."""
+    from spark_jobs.session import LOG4J, spark_session
+
+    session = spark_session("local[2]", driver_memory="2g", shuffle_partitions=2, conf={
+        "spark.driver.extraJavaOptions": f"-Dlog4j.configurationFile=file:{LOG4J} -XX:+UseSerialGC",
+        "spark.default.parallelism": "2"})
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def built_world(spark, small_world, tmp_path_factory) -> Path:
+    """build-features on the small synthetic world (impression-style samples), built once."""
+    from spark_jobs.build_features import BuildConfig, run
+
+    out = tmp_path_factory.mktemp("features") / "world"
+    run(BuildConfig(events=str(small_world), out=str(out), max_len=30, seed=3), spark)
+    return out
