@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dien_batch import schema, ui
@@ -33,6 +34,7 @@ MIN_TS_DEFAULT = "1995-01-01"
 POSITIVE_RATE_BOUNDS = (0.0005, 0.9995)
 SPLIT_DIRS = dict(enumerate(builder.SPLITS))
 VOCABS = ("user", "item", "category")
+ROW_GROUP_BYTES = 16 * 1024 * 1024  # small row groups: training shuffles by row group
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class BuildConfig:
     max_ts: str | None = None
     seed: int = 0
     master: str = "local[2]"
+    driver_memory: str = "4g"
 
 
 def _epoch(text: str, option: str) -> int:
@@ -125,6 +128,7 @@ class Inputs:
 
 
 def _count_by_reason(df) -> tuple[int, int, dict[str, int]]:
+    """(rows, filtered, {reason: rows}) in one aggregation pass."""
     from pyspark.sql import functions as F
 
     total, filtered, rejected = 0, 0, {}
@@ -134,93 +138,94 @@ def _count_by_reason(df) -> tuple[int, int, dict[str, int]]:
             rejected[row["_reason"]] = rejected.get(row["_reason"], 0) + row["n"]
         elif row["_filtered"]:
             filtered += row["n"]
-    return total, filtered, dict(sorted(rejected.items()))
+    return total, filtered, rejected
 
 
-def _events_frame(spark, inputs: Inputs, review_style: bool):
-    """All event rows with `_reason` (reject) and `_filtered` (excluded by --behaviors)."""
-    from pyspark.sql import Window
+def _event_rows(spark, inputs: Inputs, with_source: bool = False):
+    """Every event row with `_reason` (row rules) and `_filtered` (excluded by --behaviors)."""
     from pyspark.sql import functions as F
 
-    ev = read_table(spark, inputs.tables["events"], inputs.ts_range)
-    meta_rows = None
+    ev = read_table(spark, inputs.tables["events"], inputs.ts_range, with_source)
     if "meta" in inputs.tables:
-        meta_rows = read_table(spark, inputs.tables["meta"]).withColumn("_filtered", F.lit(False))
-        categories = (meta_rows.filter(F.col("_reason").isNull()).groupBy("item")
-                      .agg(F.min("category").alias("category")))
-        ev = ev.join(categories, "item", "left")
-        ev = ev.withColumn("_reason", F.coalesce("_reason", F.when(F.col("category").isNull(),
-                                                                     F.lit("missing_category"))))
-    if "behavior" in ev.columns:
-        ev = ev.withColumn("_filtered", F.col("_reason").isNull() & ~F.col("behavior").isin(*inputs.behaviors))
-    else:
-        ev = ev.withColumn("_filtered", F.lit(False))
-    good = F.col("_reason").isNull() & ~F.col("_filtered")
-    dup = F.row_number().over(Window.partitionBy("user", "item", "ts").orderBy(F.col("_reason").asc_nulls_first(),
-                                                                               "_filtered", "_source", "category"))
-    ev = ev.withColumn("_reason", F.when(good & (dup > 1), F.lit("duplicate_event")).otherwise(F.col("_reason")))
-    if review_style:
-        good = F.col("_reason").isNull() & ~F.col("_filtered")
-        n_good = F.count(F.when(good, 1)).over(Window.partitionBy("user"))
-        ev = ev.withColumn("_reason", F.when(good & (n_good < 2), F.lit("too_few_events")).otherwise(F.col("_reason")))
-    return ev, meta_rows
+        meta = read_table(spark, inputs.tables["meta"])
+        categories = meta.filter(F.col("_reason").isNull()).groupBy("item").agg(F.min("category").alias("category"))
+        ev = ev.join(categories, "item", "left").withColumn(
+            "_reason", F.coalesce("_reason", F.when(F.col("category").isNull(), F.lit("missing_category"))))
+    selected = F.col("behavior").isin(*inputs.behaviors) if "behavior" in ev.columns else F.lit(True)
+    return ev.withColumn("_filtered", F.col("_reason").isNull() & ~selected)
 
 
-def _impressions_frame(spark, inputs: Inputs):
-    from pyspark.sql import Window
+def _impression_rows(spark, inputs: Inputs, with_source: bool = False):
     from pyspark.sql import functions as F
 
-    imp = read_table(spark, inputs.tables["impressions"], inputs.ts_range).withColumn("_filtered", F.lit(False))
-    dup = F.row_number().over(Window.partitionBy("request", "item").orderBy(F.col("_reason").asc_nulls_first(),
-                                                                            "_source", "user", "ts"))
-    return imp.withColumn("_reason", F.when(F.col("_reason").isNull() & (dup > 1), F.lit("duplicate_impression"))
-                          .otherwise(F.col("_reason")))
+    rows = read_table(spark, inputs.tables["impressions"], inputs.ts_range, with_source)
+    return rows.withColumn("_filtered", F.lit(False))
 
 
-def _vocab_tables(spark, events, impressions, reuse: str | None) -> dict[str, pa.Table]:
-    """Vocabularies: reserved 0 = padding, 1 = OOV, then ids by descending count, ties by id."""
+def _good(df, *columns):
     from pyspark.sql import functions as F
 
+    return df.filter(F.col("_reason").isNull() & ~F.col("_filtered")).select(*columns)
+
+
+def _build_vocab(events, impressions, reuse: str | None) -> tuple[dict[str, pa.Table], dict[str, pa.Table]]:
+    """The vocabularies (reserved 0 = padding, 1 = OOV, then by descending count, ties by id) and this
+    build's key tables: every distinct raw id with a dense local key and its vocabulary idx (OOV when
+    a reused vocabulary lacks it). Local keys group and de-duplicate rows on integers, and keep users
+    or items that are new to a reused vocabulary apart."""
+    from pyspark.sql import functions as F
+
+    stats = {
+        "user": events.groupBy(F.col("user").alias("id")).agg(F.count("*").alias("count")),
+        "item": events.groupBy(F.col("item").alias("id")).agg(F.count("*").alias("count"),
+                                                                F.max_by("category", "ts").alias("category")),
+        "category": events.groupBy(F.col("category").alias("id")).agg(F.count("*").alias("count")),
+    }
+    stats = {k: v.toArrow() for k, v in stats.items()}
+    if impressions is not None:  # ids seen only in impressions join the vocabulary with count 0
+        seen = impressions.select("user", "item", "category").distinct().toArrow()
+        for name in VOCABS:
+            ids = pc.unique(seen[name])
+            new = ids.filter(pc.invert(pc.is_in(ids, stats[name]["id"])))
+            extra = {"id": new, "count": pa.array(np.zeros(len(new), np.int64))}
+            if name == "item":
+                first = pc.index_in(new, seen["item"])
+                extra["category"] = pc.take(seen["category"], first)
+            stats[name] = pa.concat_tables([stats[name], pa.table(extra).select(stats[name].column_names)],
+                                           promote_options="permissive")
     if reuse:
-        return {name: pq.read_table(Path(reuse) / f"{name}.parquet") for name in VOCABS}
-    user = events.groupBy(F.col("user").alias("id")).agg(F.count("*").alias("count"))
-    item = events.groupBy(F.col("item").alias("id")).agg(F.count("*").alias("count"),
-                                                          F.max_by("category", "ts").alias("category"))
-    category = events.groupBy(F.col("category").alias("id")).agg(F.count("*").alias("count"))
-    if impressions is not None:
-        user = user.unionByName(impressions.select(F.col("user").alias("id"), F.lit(0).cast("long").alias("count")))
-        item = item.unionByName(impressions.select(F.col("item").alias("id"), F.lit(0).cast("long").alias("count"),
-                                                   "category"))
-        category = category.unionByName(impressions.select(F.col("category").alias("id"),
-                                                           F.lit(0).cast("long").alias("count")))
-        user = user.groupBy("id").agg(F.sum("count").alias("count"))
-        item = item.groupBy("id").agg(F.sum("count").alias("count"), F.max("category").alias("category"))
-        category = category.groupBy("id").agg(F.sum("count").alias("count"))
-    out = {}
-    for name, df in (("category", category), ("user", user), ("item", item)):
-        table = df.toArrow().sort_by([("count", "descending"), ("id", "ascending")])
-        n = table.num_rows + schema.FIRST_IDX
-        ids = pa.concat_arrays([pa.array(["<pad>", "<oov>"]), table["id"].combine_chunks().cast(pa.string())])
-        counts = pa.concat_arrays([pa.array([0, 0], pa.int64()), table["count"].combine_chunks().cast(pa.int64())])
-        columns = {"id": ids, "idx": pa.array(np.arange(n, dtype=np.int32)), "count": counts}
-        if name == "item":
-            cat_index = dict(zip(out["category"]["id"].to_pylist(), range(out["category"].num_rows), strict=True))
-            cats = [schema.PAD_IDX, schema.OOV_IDX] + [cat_index.get(c, schema.OOV_IDX)
-                                                      for c in table["category"].to_pylist()]
-            columns["category_idx"] = pa.array(cats, pa.int32())
-        out[name] = pa.table(columns, schema=schema.ITEM_VOCAB if name == "item" else schema.VOCAB)
-    return out
+        vocab = {name: pq.read_table(Path(reuse) / f"{name}.parquet") for name in VOCABS}
+    else:
+        vocab = {}
+        for name in ("category", "user", "item"):
+            table = stats[name].sort_by([("count", "descending"), ("id", "ascending")])
+            n = table.num_rows + schema.FIRST_IDX
+            columns = {"id": pa.concat_arrays([pa.array(["<pad>", "<oov>"]), table["id"].combine_chunks()]),
+                       "idx": pa.array(np.arange(n, dtype=np.int32)),
+                       "count": pa.concat_arrays([pa.array([0, 0], pa.int64()),
+                                                  table["count"].combine_chunks().cast(pa.int64())])}
+            if name == "item":
+                cat_idx = pc.index_in(table["category"], vocab["category"]["id"])
+                columns["category_idx"] = pa.concat_arrays(
+                    [pa.array([schema.PAD_IDX, schema.OOV_IDX], pa.int32()),
+                     pc.fill_null(cat_idx, schema.OOV_IDX).combine_chunks().cast(pa.int32())])
+            vocab[name] = pa.table(columns, schema=schema.ITEM_VOCAB if name == "item" else schema.VOCAB)
+    keys = {}
+    for name in VOCABS:
+        ids = stats[name]["id"].combine_chunks().sort()
+        idx = pc.fill_null(pc.index_in(ids, vocab[name]["id"]), schema.OOV_IDX).cast(pa.int32())
+        keys[name] = pa.table({"id": ids, "key": pa.array(np.arange(len(ids), dtype=np.int32)), "idx": idx})
+    return vocab, keys
 
 
-def _encode(spark, df, vocab: dict[str, pa.Table], roles: dict[str, str]):
-    """Join dense ids onto a frame: role column -> `<name>_idx`, OOV for ids not in the vocabulary."""
+def _attach_keys(spark, df, keys: dict[str, pa.Table], roles: dict[str, str]):
+    """Join `<role>_key` and `<role>_idx` onto a frame by its raw id columns (small tables are broadcast)."""
     from pyspark.sql import functions as F
 
-    for column, name in roles.items():
-        lookup = spark.createDataFrame(vocab[name].select(["id", "idx"]).to_pandas()) \
-            .withColumnRenamed("id", column).withColumnRenamed("idx", f"{name}_idx")
-        df = df.join(F.broadcast(lookup), column, "left").withColumn(
-            f"{name}_idx", F.coalesce(F.col(f"{name}_idx"), F.lit(schema.OOV_IDX)).cast("int"))
+    for role, name in roles.items():
+        table = keys[name]
+        lookup = spark.createDataFrame(table.to_pandas()).toDF(role, f"{role}_key", f"{role}_idx")
+        df = df.join(F.broadcast(lookup) if table.num_rows <= 2_000_000 else lookup, role, "left")
     return df
 
 
@@ -232,29 +237,47 @@ def _sampler(vocab: dict[str, pa.Table], uniform: bool) -> builder.ItemSampler:
         np.asarray(vocab["category"]["id"].to_pylist(), dtype=object), uniform=uniform)
 
 
-def _user_frame(clean_events, clean_impressions):
-    """One row per user: the behaviour sequence (sorted by ts, item) and, if any, the impressions."""
+def _distinct_events(spark, good_events, keys):
+    """Encoded events, one row per (user, item, ts): duplicates folded into a count `n`."""
     from pyspark.sql import functions as F
 
-    seq = (clean_events.groupBy("user").agg(
-        F.first("user_idx").alias("user_idx"),
-        F.array_sort(F.collect_list(F.struct("ts", "item_idx", "category_idx"))).alias("ev"))
-        .select(F.col("user").alias("user_id"), "user_idx", F.col("ev.item_idx").alias("ev_item"),
-                F.col("ev.category_idx").alias("ev_cat"), F.col("ev.ts").alias("ev_ts")))
-    if clean_impressions is None:
-        return seq
-    fields = [F.col("ts"), F.col("request").alias("request_id"), F.col("item_idx").alias("item"),
-              F.col("category_idx").alias("cat"), F.col("item").alias("item_id"),
-              F.col("category").alias("category_id"), F.col("clicked").alias("label"),
-              F.col("bid"), F.col("p_true"), F.col("position")]
-    imps = (clean_impressions.groupBy("user").agg(
-        F.first("user_idx").alias("user_idx"), F.array_sort(F.collect_list(F.struct(*fields))).alias("imp"))
-        .select(F.col("user").alias("user_id"), "user_idx",
-                *[F.col(f"imp.{n}").alias(f"imp_{n}") for n in builder.UserImpressions.FIELDS]))
-    joined = imps.join(seq.drop("user_idx"), "user_id", "left")
-    for name, typ in (("ev_item", "array<int>"), ("ev_cat", "array<int>"), ("ev_ts", "array<bigint>")):
-        joined = joined.withColumn(name, F.coalesce(F.col(name), F.array().cast(typ)))
-    return joined
+    enc = _attach_keys(spark, good_events, keys, {"user": "user", "item": "item", "category": "category"})
+    return enc.groupBy("user_key", "item_key", "ts").agg(
+        F.count("*").alias("n"), F.first("item_idx").alias("item_idx"), F.min("category_idx").alias("category_idx"))
+
+
+def _distinct_impressions(spark, good_impressions, keys):
+    """Encoded impressions, one row per (request, item): repeats folded into a count `n`."""
+    from pyspark.sql import functions as F
+
+    enc = _attach_keys(spark, good_impressions, keys, {"user": "user", "item": "item", "category": "category"})
+    fields = ["user_key", "ts", "item_idx", "category_idx", "item", "category", "clicked", "bid", "p_true",
+              "position"]
+    agg = enc.groupBy("request", "item_key").agg(F.count("*").alias("n"), F.min(F.struct(*fields)).alias("s"))
+    return agg.select("request", "n", *[F.col(f"s.{c}").alias(c) for c in fields])
+
+
+def _user_frame(spark, events, impressions, keys, min_events: int):
+    """One row per user: the behaviour sequence (unsorted; the builder sorts) and the impressions."""
+    from pyspark.sql import functions as F
+
+    seq = (events.groupBy("user_key").agg(F.collect_list(F.struct("ts", "item_idx", "category_idx")).alias("ev"))
+           .select("user_key", F.col("ev.item_idx").alias("ev_item"), F.col("ev.category_idx").alias("ev_cat"),
+                   F.col("ev.ts").alias("ev_ts")))
+    if impressions is None:
+        frame = seq.filter(F.size("ev_item") >= min_events)
+    else:
+        fields = [F.col("request").alias("request_id"), "ts", F.col("item_idx").alias("item"),
+                  F.col("category_idx").alias("cat"), F.col("item").alias("item_id"),
+                  F.col("category").alias("category_id"), F.col("clicked").alias("label"), "bid", "p_true",
+                  "position"]
+        imps = (impressions.groupBy("user_key").agg(F.collect_list(F.struct(*fields)).alias("imp"))
+                .select("user_key", *[F.col(f"imp.{n}").alias(f"imp_{n}") for n in builder.UserImpressions.FIELDS]))
+        frame = imps.join(seq, "user_key", "left")
+        for name, typ in (("ev_item", "array<int>"), ("ev_cat", "array<int>"), ("ev_ts", "array<bigint>")):
+            frame = frame.withColumn(name, F.coalesce(F.col(name), F.array().cast(typ)))
+    users = spark.createDataFrame(keys["user"].to_pandas()).toDF("user_id", "user_key", "user_idx")
+    return frame.join(F.broadcast(users) if keys["user"].num_rows <= 2_000_000 else users, "user_key")
 
 
 def _map(frame, fn, params: builder.SampleParams, sampler_bc, out_schema: pa.Schema):
@@ -269,7 +292,7 @@ def _map(frame, fn, params: builder.SampleParams, sampler_bc, out_schema: pa.Sch
 
 def _write_splits(samples, tmp: Path) -> None:
     staging = tmp / "_by_split"
-    samples.write.partitionBy("split").parquet(str(staging))
+    samples.write.option("parquet.block.size", ROW_GROUP_BYTES).partitionBy("split").parquet(str(staging))
     empty = pa.Table.from_batches([], schema.SAMPLES)
     for code, name in SPLIT_DIRS.items():
         src = staging / f"split={code}"
@@ -281,19 +304,43 @@ def _write_splits(samples, tmp: Path) -> None:
     shutil.rmtree(staging)
 
 
-def _write_rejects(frames: dict, tmp: Path) -> None:
+def _rejects(spark, inputs: Inputs, keys, distinct_events, distinct_imps, too_few_users):
+    """Every rejected row: row-rule failures as read (with their file), duplicates, too-short users."""
     from pyspark.sql import functions as F
 
-    out = None
-    for what, df in frames.items():
-        if df is None:
-            continue
+    def rule_rejects(what, df):
         raw = [c for c in df.columns if c.startswith("raw_")]
-        part = df.filter(F.col("_reason").isNotNull()).select(
+        return df.filter(F.col("_reason").isNotNull()).select(
             F.lit(what).alias("input"), F.col("_source").alias("source"), F.col("_reason").alias("reason"),
             *[F.col(c).alias(c[4:]) for c in raw])
-        out = part if out is None else out.unionByName(part, allowMissingColumns=True)
-    out.coalesce(1).write.parquet(str(tmp / "rejects"))
+
+    def ids(role):
+        return spark.createDataFrame(keys[role].select(["id", "key"]).to_pandas()).toDF(role, f"{role}_key")
+
+    parts = [rule_rejects("events", _event_rows(spark, inputs, with_source=True))]
+    if "meta" in inputs.tables:
+        parts.append(rule_rejects("meta", read_table(spark, inputs.tables["meta"], with_source=True)))
+    dup_events = (distinct_events.filter(F.col("n") > 1)
+                  .withColumn("copy", F.explode(F.sequence(F.lit(2), F.col("n"))))
+                  .join(F.broadcast(ids("user")), "user_key").join(F.broadcast(ids("item")), "item_key")
+                  .select(F.lit("events").alias("input"), F.lit("duplicate_event").alias("reason"), "user", "item",
+                          F.col("ts").cast("string").alias("ts")))
+    parts.append(dup_events)
+    if too_few_users is not None:
+        parts.append(distinct_events.join(too_few_users, "user_key").join(F.broadcast(ids("user")), "user_key")
+                     .join(F.broadcast(ids("item")), "item_key").select(
+                         F.lit("events").alias("input"), F.lit("too_few_events").alias("reason"), "user", "item",
+                         F.col("ts").cast("string").alias("ts")))
+    if distinct_imps is not None:
+        parts.append(rule_rejects("impressions", _impression_rows(spark, inputs, with_source=True)))
+        parts.append(distinct_imps.filter(F.col("n") > 1)
+                     .withColumn("copy", F.explode(F.sequence(F.lit(2), F.col("n"))))
+                     .select(F.lit("impressions").alias("input"), F.lit("duplicate_impression").alias("reason"),
+                             "request", "item"))
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.unionByName(part, allowMissingColumns=True)
+    return out
 
 
 def _validate(spark, root: Path, report_dir: Path, sizes: quality.VocabSizes, max_len: int):
@@ -314,6 +361,11 @@ def _validate(spark, root: Path, report_dir: Path, sizes: quality.VocabSizes, ma
     return counts, validator
 
 
+def _add(counts: dict, what: str, reason: str, n: int) -> None:
+    if n:
+        counts[what][2][reason] = counts[what][2].get(reason, 0) + n
+
+
 def run(cfg: BuildConfig, spark=None) -> dict:
     """Build the dataset into cfg.out atomically; returns the manifest."""
     from pyspark import StorageLevel
@@ -330,38 +382,54 @@ def run(cfg: BuildConfig, spark=None) -> dict:
     with timer("structural_checks"):
         inputs = Inputs(cfg)
     review_style = "impressions" not in inputs.tables
-    spark = spark or spark_session(cfg.master)
+    spark = spark or spark_session(cfg.master, driver_memory=cfg.driver_memory)
     bar = ui.progress(total=6, desc="build-features", unit="step", unit_scale=False)
+    persisted = []
+
+    def keep(df):
+        persisted.append(df.persist(StorageLevel.MEMORY_AND_DISK))
+        return persisted[-1]
+
     with atomic_output_dir(cfg.out) as tmp:
         with timer("read_and_quarantine"):
-            events, meta_rows = _events_frame(spark, inputs, review_style)
-            events = events.persist(StorageLevel.MEMORY_AND_DISK)
-            counts = {"events": _count_by_reason(events)}
-            clean = events.filter(F.col("_reason").isNull() & ~F.col("_filtered")).select("user", "item", "category",
-                                                                                         "ts")
-            impressions = clean_imps = None
-            if meta_rows is not None:
-                counts["meta"] = _count_by_reason(meta_rows)
+            events = _event_rows(spark, inputs)
+            counts = {"events": list(_count_by_reason(events))}
+            if "meta" in inputs.tables:
+                counts["meta"] = list(_count_by_reason(read_table(spark, inputs.tables["meta"])
+                                                       .withColumn("_filtered", F.lit(False))))
+            good_events = _good(events, "user", "item", "category", "ts")
+            good_imps = None
             if not review_style:
-                impressions = _impressions_frame(spark, inputs).persist(StorageLevel.MEMORY_AND_DISK)
-                counts["impressions"] = _count_by_reason(impressions)
-                clean_imps = impressions.filter(F.col("_reason").isNull()).drop("_reason", "_filtered")
+                impressions = _impression_rows(spark, inputs)
+                counts["impressions"] = list(_count_by_reason(impressions))
+                good_imps = _good(impressions, "request", "user", "ts", "item", "category", "clicked", "bid",
+                                  "p_true", "position")
         bar.update()
         if counts["events"][0] - counts["events"][1] - sum(counts["events"][2].values()) == 0:
             raise DataValidationError(f"events: every row was rejected or filtered: {counts['events'][2]} "
                                       "(expectation expect_table_row_count_to_be_between failed)")
         with timer("vocabulary"):
-            vocab = _vocab_tables(spark, clean, clean_imps, cfg.vocab)
+            vocab, keys = _build_vocab(good_events, good_imps, cfg.vocab)
             (tmp / "vocab").mkdir()
             for name, table in vocab.items():
                 pq.write_table(table, tmp / "vocab" / f"{name}.parquet")
             sizes = quality.VocabSizes(*(vocab[n].num_rows for n in VOCABS))
-            clean_enc = _encode(spark, clean, vocab, {"user": "user", "item": "item", "category": "category"})
-            imps_enc = None if clean_imps is None else _encode(
-                spark, clean_imps, vocab, {"user": "user", "item": "item", "category": "category"})
+            distinct_events = keep(_distinct_events(spark, good_events, keys))
+            distinct_imps = None if good_imps is None else keep(_distinct_impressions(spark, good_imps, keys))
         bar.update()
         with timer("samples"):
-            users = _user_frame(clean_enc, imps_enc).persist(StorageLevel.MEMORY_AND_DISK)
+            min_events = 2 if review_style else 0
+            users = keep(_user_frame(spark, distinct_events, distinct_imps, keys, min_events))
+            too_few = None
+            dups = distinct_events.agg(F.sum(F.col("n") - 1)).first()[0] or 0
+            _add(counts, "events", "duplicate_event", dups)
+            if review_style:
+                too_few = distinct_events.groupBy("user_key").agg(F.count("*").alias("e")).filter("e < 2") \
+                    .select("user_key")
+                _add(counts, "events", "too_few_events", too_few.count())
+            else:
+                _add(counts, "impressions", "duplicate_impression",
+                     distinct_imps.agg(F.sum(F.col("n") - 1)).first()[0] or 0)
             sampler = spark.sparkContext.broadcast(_sampler(vocab, cfg.aux_neg == "uniform"))
             make_samples = builder.review_samples if review_style else builder.impression_samples
             out_schema = schema.SAMPLES.append(pa.field("split", pa.int8()))
@@ -372,20 +440,21 @@ def run(cfg: BuildConfig, spark=None) -> dict:
             _map(users, make_requests, params, sampler, schema.REQUESTS).write.parquet(str(tmp / "requests"))
         bar.update()
         with timer("rejects"):
-            _write_rejects({"events": events, "meta": meta_rows, "impressions": impressions}, tmp)
+            _rejects(spark, inputs, keys, distinct_events, distinct_imps, too_few).coalesce(1).write.parquet(
+                str(tmp / "rejects"))
         bar.update()
+        for df in persisted:
+            df.unpersist()
         with timer("validation"):
             split_counts, validator = _validate(spark, tmp, tmp / "validation", sizes, cfg.max_len)
         bar.update()
         bar.close()
         n_requests = pq.ParquetDataset(tmp / "requests").read(columns=["hist_len"]).num_rows
+        counts = {what: (c[0], c[1], dict(sorted(c[2].items()))) for what, c in counts.items()}
         manifest = _manifest(cfg, inputs, counts, split_counts, n_requests, sizes, validator, timer, spark,
                              review_style)
         manifest["seconds"] = round(time.perf_counter() - started, 2)
         write_json(tmp / "manifest.json", manifest)
-        for df in (events, impressions, users):
-            if df is not None:
-                df.unpersist()
         if not all(o.success for o in validator.outcomes):
             _keep_failed_report(tmp, cfg.out)
             failed = "; ".join(f"{o.name}: {o.message()}" for o in validator.outcomes if not o.success)

@@ -160,18 +160,20 @@ def _source_frame(spark, t: ResolvedTable):
         parsed = F.udf(lambda line: parse_meta_line(line), "item string, category string, error string")
         return (spark.read.text(paths).withColumn("_p", parsed("value"))
                 .select(F.col("_p.item").alias("item"), F.col("_p.category").alias("category"),
-                        F.col("_p.error").alias("_corrupt"), "_metadata"))
+                        F.col("_p.error").alias("_corrupt"), F.col("_metadata.file_path").alias("_source")))
     raise ValueError(spec.reader)
 
 
-def read_table(spark, t: ResolvedTable, ts_range: tuple[int, int] | None = None):
-    """Canonical columns, raw text of each role (`raw_<role>`), `_source`, and the reject `_reason`."""
+def read_table(spark, t: ResolvedTable, ts_range: tuple[int, int] | None = None, with_source: bool = False):
+    """Canonical columns, raw text of each role (`raw_<role>`), the reject `_reason`, and with
+    `with_source` the file each row came from (a per-row string: only for the rejects output)."""
     from pyspark.sql import functions as F
 
     df = _source_frame(spark, t)
     roles = t.roles if t.spec.reader != "pyliteral" else {"item": "item", "category": "category"}
     dtypes = dict((f.name, f.dataType) for f in df.schema.fields)
-    cols = [F.col("_metadata.file_path").alias("_source"), F.col("_corrupt")]
+    source = F.col("_source") if "_source" in df.columns else F.col("_metadata.file_path")
+    cols = [(source if with_source else F.lit(None).cast("string")).alias("_source"), F.col("_corrupt")]
     for role, column in roles.items():
         cols.append(F.col(column).cast("string").alias(f"raw_{role}"))
     df = df.select(*cols, *[F.col(c).alias(f"_in_{role}") for role, c in roles.items()])
@@ -183,7 +185,7 @@ def read_table(spark, t: ResolvedTable, ts_range: tuple[int, int] | None = None)
             if role == "category" and t.spec.category_rule == "first_token":
                 value = F.split(value, r"\s+").getItem(0)
             if role == "category":
-                value = _unescape_html(value)
+                value = F.when(value.contains("&"), _unescape_html(value)).otherwise(value)
             out.append(F.when(value == "", None).otherwise(value).alias(role))
         elif role == "ts":
             out.append(_ts_seconds(f"_in_{role}", dtypes[roles["ts"]]).alias("ts"))

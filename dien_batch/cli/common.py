@@ -61,6 +61,7 @@ class DienBatchGroup(click.Group):
     """Maps errors to the documented exit codes: no tracebacks for errors the user can act on."""
 
     def invoke(self, ctx: click.Context):
+        ui.VERBOSITY.level = 0  # -v / -q of this invocation set it again while parsing
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):

@@ -51,6 +51,7 @@ dien-batch build-features --events day2 --format synth --vocab features/vocab --
 @click.option("--min-ts", help="Reject events before this date (default 1995-01-01).")
 @click.option("--max-ts", help="Reject events at or after this date (default now).")
 @click.option("--master", default="local[2]", show_default=True, help="Spark master URL.")
+@click.option("--driver-memory", default="4g", show_default=True, help="Spark driver memory.")
 def build_features(seed: int, **options) -> None:
     """Build time-ordered, point-in-time-correct DIEN samples, vocabularies and scoring requests.
 

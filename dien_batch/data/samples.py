@@ -107,22 +107,37 @@ def _gather_lists(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, t
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values[idx], typ))
 
 
+def hash_strings(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A stable 64-bit hash (FNV-1a) of each string, vectorised over the byte columns."""
+    raw = np.asarray(values.to_pylist() if not isinstance(values, np.ndarray) else values, dtype=bytes)
+    width = max(raw.dtype.itemsize, 1)
+    codes = raw.view(np.uint8).reshape(len(raw), width) if len(raw) else np.zeros((0, 1), np.uint8)
+    lengths = np.char.str_len(raw) if len(raw) else np.zeros(0, int)
+    h = np.full(len(raw), 0xCBF29CE484222325, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j, col in enumerate(codes.T):
+            h = np.where(j < lengths, (h ^ col.astype(np.uint64)) * np.uint64(0x100000001B3), h)
+    return h.view(np.int64)
+
+
 class UserHistories:
-    """A batch of users' behaviour sequences, flattened, with per-event aux negatives."""
+    """A batch of users' behaviour sequences, flattened and sorted by (ts, item), with aux negatives."""
 
     def __init__(self, batch: pa.RecordBatch, params: SampleParams, sampler: ItemSampler):
         self.params = params
         self.user_idx = batch.column("user_idx").to_numpy(zero_copy_only=False).astype(np.int64)
         self.user_id = batch.column("user_id")
-        self.offsets, (self.items, self.cats, self.ts) = _flat(batch, "ev_", ("item", "cat", "ts"))
+        self.user_key = hash_strings(self.user_id)  # randomness keyed by the user's own id
+        self.offsets, (items, cats, ts) = _flat(batch, "ev_", ("item", "cat", "ts"))
         n = np.diff(self.offsets)
         self.owner = np.repeat(np.arange(len(n)), n)
+        order = np.lexsort((items, ts, self.owner))  # per user by time, ties by item: deterministic
+        self.items, self.cats, self.ts = items[order], cats[order], ts[order]
         self.position = np.arange(len(self.owner)) - self.offsets[self.owner]
-        self.neg_items = sampler.draw_excluding(params.seed, self.items, self.user_idx[self.owner],
+        self.neg_items = sampler.draw_excluding(params.seed, self.items, self.user_key[self.owner],
                                                 self.position, SALT_AUX_NEG) if len(self.items) else \
             np.empty(0, np.int32)
         self.neg_cats = sampler.item_category[self.neg_items].astype(np.int32)
-        # Sort key: (user in batch, ts); events are sorted by it already.
         self._key = self.owner * (1 << 40) + (self.ts - (self.ts.min() if len(self.ts) else 0))
 
     def history_end(self, owner: np.ndarray, ts: np.ndarray) -> np.ndarray:
@@ -192,20 +207,26 @@ def _table(columns: dict[str, pa.Array], target: pa.Schema, split: np.ndarray | 
     return table
 
 
-def review_samples(batch: pa.RecordBatch, params: SampleParams, sampler: ItemSampler) -> pa.Table:
-    """Review-style samples: each chosen behaviour is a positive target with one sampled negative."""
-    h = UserHistories(batch, params, sampler)
+def _review_targets(h: UserHistories, params: SampleParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chosen targets (flat event indices), their split codes and history ends."""
     end = h.history_end(h.owner, h.ts)
     eligible = end > h.offsets[h.owner]
     rank = _rank_from_end(h.owner, eligible, len(h.offsets) - 1)
-    user_u = hash_uniform(params.seed, h.user_idx, SALT_USER_SPLIT)
+    user_u = hash_uniform(params.seed, h.user_key, SALT_USER_SPLIT)
     split = _split_of_rank(params, rank, eligible, h.ts, user_u, h.owner)
     rows = np.flatnonzero(split >= 0)
-    neg = sampler.draw_excluding(params.seed, h.items[rows], h.user_idx[h.owner[rows]], h.position[rows],
+    return rows, split[rows], end[rows]
+
+
+def review_samples(batch: pa.RecordBatch, params: SampleParams, sampler: ItemSampler) -> pa.Table:
+    """Review-style samples: each chosen behaviour is a positive target with one sampled negative."""
+    h = UserHistories(batch, params, sampler)
+    rows, split, end = _review_targets(h, params)
+    neg = sampler.draw_excluding(params.seed, h.items[rows], h.user_key[h.owner[rows]], h.position[rows],
                                  SALT_TARGET_NEG)
     both = np.concatenate([rows, rows])
     owner = h.owner[both]
-    columns = h.history_columns(owner, end[both])
+    columns = h.history_columns(owner, np.concatenate([end, end]))
     items = np.concatenate([h.items[rows], neg])
     columns.update({
         "user_id": pc.take(h.user_id, pa.array(owner)),
@@ -215,34 +236,33 @@ def review_samples(batch: pa.RecordBatch, params: SampleParams, sampler: ItemSam
         "label": pa.array(np.r_[np.ones(len(rows)), np.zeros(len(rows))].astype(np.int32)),
         "ts": pa.array(h.ts[both].astype(np.int64)),
     })
-    return _table(columns, schema.SAMPLES, split[both])
+    return _table(columns, schema.SAMPLES, np.concatenate([split, split]))
 
 
 def review_requests(batch: pa.RecordBatch, params: SampleParams, sampler: ItemSampler) -> pa.Table:
     """Scoring requests for review data: each test target with K-1 sampled negative candidates."""
-    samples = review_samples(batch, params, sampler)
-    test = samples.filter(pc.and_(pc.equal(samples["split"], 2), pc.equal(samples["label"], 1)))
-    n, k = len(test), params.candidates
-    pos = test["item_idx"].to_numpy()
-    user = test["user_idx"].to_numpy().astype(np.int64)
-    ts = test["ts"].to_numpy()
-    slot = np.tile(np.arange(1, k), n)
-    negs = sampler.draw_excluding(params.seed, np.repeat(pos, k - 1), np.repeat(user, k - 1),
-                                  np.repeat(ts, k - 1), slot + SALT_CANDIDATE)
+    h = UserHistories(batch, params, sampler)
+    rows, split, end = _review_targets(h, params)
+    rows, end = rows[split == 2], end[split == 2]
+    n, k = len(rows), params.candidates
+    owner, pos, ts = h.owner[rows], h.items[rows], h.ts[rows]
+    negs = sampler.draw_excluding(params.seed, np.repeat(pos, k - 1), np.repeat(h.user_key[owner], k - 1),
+                                  np.repeat(ts, k - 1), np.tile(np.arange(1, k), n) + SALT_CANDIDATE)
     cand = np.concatenate([pos[:, None], negs.reshape(n, k - 1)], axis=1).ravel().astype(np.int32)
     cats = sampler.item_category[cand].astype(np.int32)
     labels = np.zeros((n, k), dtype=np.int32)
     labels[:, 0] = 1
-    lists = np.arange(0, n * k + 1, k, dtype=np.int32)
+    lists = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
 
     def lst(values, typ):
-        return pa.ListArray.from_arrays(pa.array(lists), pa.array(values, typ))
+        return pa.ListArray.from_arrays(lists, pa.array(values, typ))
 
-    request_id = pc.binary_join_element_wise(test["user_id"], pc.cast(test["ts"], pa.string()), "@")
-    columns = {name: test[name].combine_chunks() for name in
-               ("user_id", "user_idx", "ts", "hist_item_idx", "hist_category_idx", "hist_len", "hist_last_ts")}
+    user_id = pc.take(h.user_id, pa.array(owner))
+    columns = h.history_columns(owner, end)
     columns.update({
-        "request_id": request_id.combine_chunks(),
+        "request_id": pc.binary_join_element_wise(user_id, pc.cast(pa.array(ts), pa.string()), "@"),
+        "user_id": user_id, "user_idx": pa.array(h.user_idx[owner].astype(np.int32)),
+        "ts": pa.array(ts.astype(np.int64)),
         "cand_item_idx": lst(cand, pa.int32()), "cand_category_idx": lst(cats, pa.int32()),
         "cand_item_id": lst(sampler.item_keys[cand], pa.string()),
         "cand_category_id": lst(sampler.category_keys[cats], pa.string()),
@@ -258,15 +278,18 @@ class UserImpressions:
 
     def __init__(self, batch: pa.RecordBatch, params: SampleParams, h: UserHistories):
         self.offsets, values = _flat(batch, "imp_", self.FIELDS)
-        self.v = dict(zip(self.FIELDS, values, strict=True))
         self.owner = np.repeat(np.arange(len(self.offsets) - 1), np.diff(self.offsets))
+        raw = dict(zip(self.FIELDS, values, strict=True))
+        _, request_code = np.unique(raw["request_id"].astype(str), return_inverse=True)
+        order = np.lexsort((raw["item"], request_code, raw["ts"], self.owner))  # by time, request, item
+        self.v = {name: v[order] for name, v in raw.items()}
         req = self.v["request_id"]
         n_users = len(self.offsets) - 1
         first = np.r_[True, (req[1:] != req[:-1]) | (self.owner[1:] != self.owner[:-1])] if len(req) else \
             np.zeros(0, bool)
         head = np.maximum.accumulate(np.where(first, np.arange(len(req)), 0))  # the request's first row
         request_rank = _rank_from_end(self.owner, first, n_users)[head]
-        user_u = hash_uniform(params.seed, h.user_idx, SALT_USER_SPLIT)
+        user_u = hash_uniform(params.seed, h.user_key, SALT_USER_SPLIT)
         every_impression = replace(params, samples="all-prefixes", max_samples_per_user=1 << 30)
         self.split = _split_of_rank(every_impression, request_rank, np.ones(len(req), bool), self.v["ts"],
                                     user_u, self.owner)

@@ -1,0 +1,59 @@
+"""Target attention over a behaviour sequence, softmax over valid steps only (padding gets 0).
+
+* `BilinearAttention` (paper eq. 9): a_t = softmax_t(h_t W e_a); W starts as a projection near zero.
+* `MLPAttention` (the authors' code): q = PReLU(Dense(e_a)) (or e_a itself, as in DIN); scores from
+  an MLP 80-40 (sigmoid) -> 1 on [q, h, q - h, q * h]. Its first layer is computed as
+  q (W_q + W_d)^T + h (W_h - W_d)^T + (q * h) W_p^T, the same linear map without materialising the
+  4H-wide input, so the h part runs once per request and only the q * h part per candidate.
+
+Both take keys [R, T, D] (one history per request) and queries [R, K, Dq] (K candidates) and return
+weights [R, K, T].
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layers import PReLU, masked_softmax
+
+
+class BilinearAttention(nn.Module):
+    def __init__(self, key_dim: int, query_dim: int):
+        super().__init__()
+        self.w = nn.Linear(query_dim, key_dim, bias=False)
+
+    def scores(self, keys: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("rtd,rkd->rkt", keys, self.w(queries))
+
+    def forward(self, keys: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return masked_softmax(self.scores(keys, queries), mask.unsqueeze(1))
+
+
+class MLPAttention(nn.Module):
+    def __init__(self, key_dim: int, query_dim: int, hidden: tuple[int, ...] = (80, 40), project_query: bool = True):
+        super().__init__()
+        self.query = nn.Sequential(nn.Linear(query_dim, key_dim), PReLU(key_dim)) if project_query else None
+        if not project_query and query_dim != key_dim:
+            raise ValueError("without a query projection the query and key sizes must match")
+        self.first = nn.Linear(4 * key_dim, hidden[0])
+        rest: list[nn.Module] = [nn.Sigmoid()]
+        for a, b in zip(hidden[:-1], hidden[1:], strict=False):
+            rest += [nn.Linear(a, b), nn.Sigmoid()]
+        self.rest = nn.Sequential(*rest, nn.Linear(hidden[-1], 1))
+
+    def key_part(self, keys: torch.Tensor) -> torch.Tensor:
+        """The request-side part of the first layer: h (W_h - W_d)^T + b, [R, T, hidden]."""
+        w_q, w_h, w_d, w_p = self.first.weight.chunk(4, dim=1)
+        return torch.nn.functional.linear(keys, w_h - w_d, self.first.bias)
+
+    def scores(self, keys: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        q = self.query(queries) if self.query is not None else queries  # [R, K, D]
+        w_q, w_h, w_d, w_p = self.first.weight.chunk(4, dim=1)
+        first = (self.key_part(keys).unsqueeze(1)  # [R, 1, T, hidden]
+                 + (q @ (w_q + w_d).T).unsqueeze(2)  # [R, K, 1, hidden]
+                 + (q.unsqueeze(2) * keys.unsqueeze(1)) @ w_p.T)  # [R, K, T, hidden]
+        return self.rest(first).squeeze(-1)
+
+    def forward(self, keys: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return masked_softmax(self.scores(keys, queries), mask.unsqueeze(1))

@@ -1,0 +1,238 @@
+"""DIEN and the paper's baselines on one spine: shared embeddings, pooling and final MLP.
+
+Every model scores candidate ads in two parts, so a request's user-side work is done once however many
+candidates it has:
+
+* `user_side(...)`: embeddings of the user and the history, the masked history sum, and for the
+  sequence models the interest extractor GRU and the AUGRU's input projection of its states.
+* `candidates(side, item, category)`: per candidate only what depends on it: target attention, the
+  interest evolving recurrence (or attention pooling) and the final MLP.
+
+Final MLP input (the authors' code): [user, target, sum of history, target * history sum, interest],
+then 200-80-1 with Dice (running statistics at inference) or PReLU.
+
+| model | interest vector |
+|---|---|
+| base | none (sum pooling only) |
+| wide_deep | none; plus a wide linear part (target item, target category, target x history category crosses) |
+| pnn | none; plus inner products between the user, target and history-sum field embeddings |
+| din | attention-weighted sum of the history embeddings (query = target) |
+| gru_att | GRU -> GRU -> attention-weighted sum of the second layer's states |
+| gru_aigru | GRU -> attention -> GRU over attention-scaled states (AIGRU), final state |
+| gru_agru | GRU -> attention -> AGRU, final state |
+| gru_augru | GRU -> attention -> AUGRU, final state |
+| dien | gru_augru trained with the auxiliary loss on the extractor states |
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from .attention import BilinearAttention, MLPAttention
+from .aux_loss import AuxiliaryLoss
+from .cells import recurrence
+from .layers import masked_sum, mlp
+
+MODELS = ("base", "wide_deep", "pnn", "din", "gru_att", "gru_aigru", "gru_agru", "gru_augru", "dien")
+SEQUENCE_MODELS = ("gru_att", "gru_aigru", "gru_agru", "gru_augru", "dien")
+EVOLVING_CELL = {"gru_aigru": "gru", "gru_agru": "agru", "gru_augru": "augru", "dien": "augru"}
+WIDE_BUCKETS = 1 << 18
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model: str
+    n_users: int
+    n_items: int
+    n_categories: int
+    embedding_dim: int = 18
+    hidden: int = 36
+    attention: str = "bilinear"
+    augru_variant: str = "paper"
+    activation: str = "dice"
+    aux_alpha: float = 1.0
+    mlp: tuple[int, ...] = (200, 80)
+    attention_mlp: tuple[int, ...] = (80, 40)
+    aux_mlp: tuple[int, ...] = (100, 50)
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model '{self.model}'; one of {', '.join(MODELS)}")
+
+    @property
+    def uses_aux(self) -> bool:
+        return self.model == "dien" and self.aux_alpha > 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        data = dict(data)
+        for key in ("mlp", "attention_mlp", "aux_mlp"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+
+@dataclass
+class UserSide:
+    """What a request contributes once, whatever its number of candidates."""
+
+    user: torch.Tensor  # [R, E]
+    hist: torch.Tensor  # [R, T, 2E] item ⊕ category embeddings
+    mask: torch.Tensor  # [R, T] True on valid steps
+    lengths: torch.Tensor  # [R]
+    hist_sum: torch.Tensor  # [R, 2E]
+    states: torch.Tensor | None = None  # [R, T, H] interest extractor (second layer for gru_att)
+    gx: torch.Tensor | None = None  # [R, T, 3H] evolving layer's input projection of the states
+    extras: dict = field(default_factory=dict)
+
+
+class CTRModel(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = self.config = config
+        E, H = c.embedding_dim, c.hidden
+        self.user_emb = nn.Embedding(c.n_users, E, padding_idx=0)
+        self.item_emb = nn.Embedding(c.n_items, E, padding_idx=0)
+        self.cat_emb = nn.Embedding(c.n_categories, E, padding_idx=0)
+        item_dim = 2 * E
+        interest_dim = 0
+        if c.model == "din":
+            self.attention = MLPAttention(item_dim, item_dim, c.attention_mlp, project_query=False)
+            interest_dim = item_dim
+        if c.model in SEQUENCE_MODELS:
+            self.extractor = nn.GRU(item_dim, H, batch_first=True)
+            attention = BilinearAttention if c.attention == "bilinear" else MLPAttention
+            self.attention = attention(H, item_dim)
+            interest_dim = H
+            if c.model == "gru_att":
+                self.second = nn.GRU(H, H, batch_first=True)
+            else:
+                self.evolve = nn.GRUCell(H, H)  # holds W_ih, W_hh, b_ih, b_hh of the evolving layer
+        if c.uses_aux:
+            self.aux = AuxiliaryLoss(H, item_dim, c.aux_mlp)
+        extra_dim = 0
+        if c.model == "wide_deep":
+            self.wide_item = nn.Embedding(c.n_items, 1)
+            self.wide_cat = nn.Embedding(c.n_categories, 1)
+            self.wide_cross = nn.Embedding(WIDE_BUCKETS, 1)
+            for emb in (self.wide_item, self.wide_cat, self.wide_cross):
+                nn.init.zeros_(emb.weight)
+        if c.model == "pnn":
+            extra_dim = 10  # inner products of 5 fields of size E
+        self.head = mlp([E + 3 * item_dim + interest_dim + extra_dim, *c.mlp], activation=c.activation)
+        for emb in (self.user_emb, self.item_emb, self.cat_emb):
+            nn.init.normal_(emb.weight, std=0.05)
+            with torch.no_grad():
+                emb.weight[0].zero_()
+
+    # -- user side -------------------------------------------------------------------------------
+    def item_vectors(self, item: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.item_emb(item), self.cat_emb(cat)], dim=-1)
+
+    def user_side(self, user: torch.Tensor, hist_item: torch.Tensor, hist_cat: torch.Tensor,
+                  lengths: torch.Tensor) -> UserSide:
+        T = hist_item.shape[1]
+        mask = torch.arange(T, device=hist_item.device) < lengths.unsqueeze(1)
+        hist = self.item_vectors(hist_item, hist_cat) * mask.unsqueeze(-1)
+        side = UserSide(self.user_emb(user), hist, mask, lengths, masked_sum(hist, mask))
+        c = self.config
+        if c.model in SEQUENCE_MODELS:
+            side.states = self._gru(self.extractor, hist, lengths)
+            if c.model == "gru_att":
+                side.states = self._gru(self.second, side.states, lengths)
+            else:
+                side.gx = nn.functional.linear(side.states, self.evolve.weight_ih,
+                                               None if c.model == "gru_aigru" else self.evolve.bias_ih)
+        if c.model == "pnn":
+            side.extras["hist_item_sum"] = masked_sum(self.item_emb(hist_item), mask)
+            side.extras["hist_cat_sum"] = masked_sum(self.cat_emb(hist_cat), mask)
+        if c.model == "wide_deep":
+            side.extras["hist_cat"] = hist_cat
+        return side
+
+    @staticmethod
+    def _gru(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Packed GRU over right-padded sequences; padded steps come back as zeros."""
+        T = x.shape[1]
+        if T == 0 or int(lengths.max()) == 0:
+            return x.new_zeros(x.shape[0], T, gru.hidden_size)
+        safe = lengths.clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(x, safe, batch_first=True, enforce_sorted=False)
+        out, _ = gru(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)
+        return out * (lengths > 0).view(-1, 1, 1)
+
+    # -- candidate side --------------------------------------------------------------------------
+    def attention_weights(self, side: UserSide, target: torch.Tensor) -> torch.Tensor:
+        keys = side.hist if self.config.model == "din" else side.states
+        return self.attention(keys, target, side.mask)
+
+    def interest(self, side: UserSide, target: torch.Tensor, return_states: bool = False):
+        """Interest vector per candidate [R, K, D] (None for pooling-only models), and AUGRU states."""
+        c = self.config
+        if c.model not in SEQUENCE_MODELS and c.model != "din":
+            return None, None
+        att = self.attention_weights(side, target)  # [R, K, T]
+        if c.model == "din":
+            return torch.einsum("rkt,rtd->rkd", att, side.hist), None
+        if c.model == "gru_att":
+            return torch.einsum("rkt,rtd->rkd", att, side.states), None
+        cell = EVOLVING_CELL[c.model]
+        ev = self.evolve
+        if cell == "gru":  # AIGRU: gx' = a * (h W_ih^T) + b_ih, per candidate
+            gx = att.unsqueeze(-1) * side.gx.unsqueeze(1) + ev.bias_ih
+            K = att.shape[1]
+            final, states = recurrence("gru", gx.flatten(0, 1), ev.weight_hh, ev.bias_hh,
+                                       side.lengths.repeat_interleave(K), None, c.augru_variant, return_states)
+            R = att.shape[0]
+            final = final.view(R, K, -1)
+            states = None if states is None else states.view(R, K, *states.shape[2:])
+            return final, states
+        return recurrence(cell, side.gx, ev.weight_hh, ev.bias_hh, side.lengths, att, c.augru_variant, return_states)
+
+    def candidates(self, side: UserSide, item: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+        """Logits [R, K] for K candidates per request."""
+        R, K = item.shape
+        target = self.item_vectors(item, cat)  # [R, K, 2E]
+        interest, _ = self.interest(side, target)
+        hist_sum = side.hist_sum.unsqueeze(1).expand(R, K, -1)
+        parts = [side.user.unsqueeze(1).expand(R, K, -1), target, hist_sum, target * hist_sum]
+        if interest is not None:
+            parts.append(interest)
+        if self.config.model == "pnn":
+            fields = [side.user.unsqueeze(1).expand(R, K, -1), self.item_emb(item), self.cat_emb(cat),
+                      side.extras["hist_item_sum"].unsqueeze(1).expand(R, K, -1),
+                      side.extras["hist_cat_sum"].unsqueeze(1).expand(R, K, -1)]
+            stacked = torch.stack(fields, dim=2)  # [R, K, 5, E]
+            gram = stacked @ stacked.transpose(-1, -2)
+            iu = torch.triu_indices(5, 5, offset=1, device=item.device)
+            parts.append(gram[..., iu[0], iu[1]])
+        logits = self.head(torch.cat(parts, dim=-1)).squeeze(-1)
+        if self.config.model == "wide_deep":
+            logits = logits + self._wide(side, item, cat)
+        return logits
+
+    def _wide(self, side: UserSide, item: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+        hist_cat = side.extras["hist_cat"]  # [R, T]
+        cross = (cat.unsqueeze(-1).to(torch.int64) * 1_000_003 + hist_cat.unsqueeze(1)) % WIDE_BUCKETS
+        mask = side.mask.unsqueeze(1).to(torch.float32)
+        crossed = (self.wide_cross(cross).squeeze(-1) * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+        return self.wide_item(item).squeeze(-1) + self.wide_cat(cat).squeeze(-1) + crossed
+
+    # -- training ---------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training/eval on sample rows (one candidate each): (logits [B], auxiliary loss)."""
+        side = self.user_side(batch["user"], batch["hist_item"], batch["hist_cat"], batch["hist_len"])
+        logits = self.candidates(side, batch["item"].unsqueeze(1), batch["cat"].unsqueeze(1)).squeeze(1)
+        aux = logits.new_zeros(())
+        if self.config.uses_aux and self.training:
+            aux = self.aux(side.states, side.hist, self.item_vectors(batch["neg_item"], batch["neg_cat"]),
+                           batch["hist_len"])
+        return logits, aux
+

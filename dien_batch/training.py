@@ -1,0 +1,145 @@
+"""Training: stream build-features output, Adam, model choice on the validation split, test once.
+
+The checkpoint is chosen by validation AUC (never test); training stops early after `patience` epochs
+without a better validation AUC. Test metrics (AUC, GAUC, logloss) are computed once, at the end, for
+the chosen checkpoint. Deterministic for a seed on CPU (with the same thread count).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from . import schema, ui
+from .errors import UsageError
+from .evaluation.metrics import auc, gauc, logloss
+from .io import atomic_output_dir, read_json, write_json
+from .model import batches, store
+from .model.zoo import CTRModel, ModelConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    features: str
+    out: str
+    model: str = "dien"
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 1e-3
+    aux_alpha: float = 1.0
+    attention: str = "bilinear"
+    augru_variant: str = "paper"
+    activation: str = "dice"
+    embedding_dim: int = 18
+    hidden: int = 36
+    patience: int = 1
+    eval_batch_size: int = 4096
+    threads: int = 0
+    seed: int = 0
+
+
+def evaluate(model: CTRModel, directory: Path, batch_size: int) -> dict:
+    """AUC, GAUC and logloss of a model on a sample split, in inference mode."""
+    labels, probs, users = [], [], []
+    model.eval()
+    with torch.inference_mode():
+        for table in batches.stream(directory, batch_size, columns=batches.SAMPLE_COLUMNS):
+            logits, _ = model(batches.to_tensors(table, with_negatives=False))
+            probs.append(torch.sigmoid(logits).numpy())
+            labels.append(table.column("label").to_numpy())
+            users.append(table.column("user_id").to_numpy(zero_copy_only=False))
+    if not labels:
+        return {"rows": 0, "auc": None, "gauc": None, "logloss": None}
+    y, p, u = np.concatenate(labels), np.concatenate(probs), np.concatenate(users)
+    g = gauc(y, p, u)
+    return {"rows": int(len(y)), "auc": auc(y, p), "gauc": g.gauc, "gauc_users": g.users,
+            "gauc_users_skipped": g.users_skipped, "logloss": logloss(y, p), "mean_pctr": float(p.mean()),
+            "positive_rate": float(y.mean())}
+
+
+def _check_features(root: Path) -> dict:
+    for name in ("train", "valid", "test", "vocab"):
+        if not (root / name).is_dir():
+            raise UsageError(f"{root} is not a build-features output (missing {name}/)")
+    manifest = read_json(root / "manifest.json")
+    if manifest.get("schema_version") != schema.SCHEMA_VERSION:
+        raise UsageError(f"{root}: feature schema {manifest.get('schema_version')} != {schema.SCHEMA_VERSION}; "
+                         "rebuild the features")
+    return manifest
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train, choose the checkpoint on validation, write the model dir atomically; returns metrics."""
+    root = Path(cfg.features)
+    manifest = _check_features(root)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    sizes = {n: pq.read_metadata(root / "vocab" / f"{n}.parquet").num_rows for n in ("user", "item", "category")}
+    config = ModelConfig(model=cfg.model, n_users=sizes["user"], n_items=sizes["item"],
+                         n_categories=sizes["category"], embedding_dim=cfg.embedding_dim, hidden=cfg.hidden,
+                         attention=cfg.attention, augru_variant=cfg.augru_variant, activation=cfg.activation,
+                         aux_alpha=cfg.aux_alpha if cfg.model == "dien" else 0.0)
+    model = CTRModel(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    bce = torch.nn.BCEWithLogitsLoss()
+    n_train = batches.count_rows(root / "train")
+    if n_train == 0:
+        raise UsageError(f"{root}/train has no rows")
+    history, best, best_auc, stale = [], None, -math.inf, 0
+    started = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        t0, seen, loss_sum, aux_sum = time.perf_counter(), 0, 0.0, 0.0
+        bar = ui.progress(total=n_train, desc=f"epoch {epoch}/{cfg.epochs}", unit="samples")
+        for table in batches.stream(root / "train", cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch,
+                                    columns=batches.SAMPLE_COLUMNS, min_batch=2):
+            batch = batches.to_tensors(table, with_negatives=config.uses_aux)
+            logits, aux = model(batch)
+            click = bce(logits, batch["label"])
+            loss = click + config.aux_alpha * aux if config.uses_aux else click
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            n = table.num_rows
+            seen += n
+            loss_sum += float(click) * n
+            aux_sum += float(aux) * n
+            bar.update(n)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", aux=f"{aux_sum / seen:.4f}", refresh=False)
+        bar.close()
+        train_seconds = time.perf_counter() - t0
+        valid = evaluate(model, root / "valid", cfg.eval_batch_size)
+        record = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_aux_loss": aux_sum / max(seen, 1),
+                  "train_samples": seen, "train_seconds": round(train_seconds, 3),
+                  "train_samples_per_s": round(seen / train_seconds, 1), "valid": valid}
+        history.append(record)
+        valid_auc = valid["auc"] if valid["auc"] is not None and not math.isnan(valid["auc"]) else -math.inf
+        ui.info(f"epoch {epoch}: loss {record['train_loss']:.4f} aux {record['train_aux_loss']:.4f} "
+                f"valid auc {valid['auc']} gauc {valid['gauc']} ({record['train_samples_per_s']:.0f} samples/s)")
+        if valid_auc > best_auc:
+            best_auc, best, stale = valid_auc, (epoch, copy.deepcopy(model.state_dict())), 0
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    chosen_epoch, state = best if best is not None else (len(history), model.state_dict())
+    model.load_state_dict(state)
+    test = evaluate(model, root / "test", cfg.eval_batch_size)
+    metrics = {"model": cfg.model, "chosen_epoch": chosen_epoch, "chosen_by": "valid.auc", "epochs": history,
+               "test": test, "seconds": round(time.perf_counter() - started, 2), "params": asdict(cfg),
+               "parameters": sum(p.numel() for p in model.parameters())}
+    with atomic_output_dir(cfg.out) as tmp:
+        store.save(model, tmp, vocab_hash=store.vocab_fingerprint(root / "vocab"),
+                   data_manifest_hash=hashlib.sha256((root / "manifest.json").read_bytes()).hexdigest()[:16],
+                   extra={"features": str(root), "max_len": manifest["params"]["max_len"], "trained": asdict(cfg)})
+        write_json(tmp / "metrics.json", metrics)
+    return metrics

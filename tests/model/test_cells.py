@@ -1,0 +1,106 @@
+"""Each cell against a plain NumPy float64 transcription of the paper's equations, and its gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dien_batch.model.cells import augru_op, recurrence
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def numpy_cell(kind, variant, x_proj, h, W, b, a):
+    """Written from the equations with the paper's update gate u (u = 1 keeps nothing of h)."""
+    H = h.shape[-1]
+    gh = h @ W.T + b
+    r = sigmoid(x_proj[:H] + gh[:H])
+    u = 1.0 - sigmoid(x_proj[H:2 * H] + gh[H:2 * H])  # paper's update gate
+    h_tilde = np.tanh(x_proj[2 * H:] + r * gh[2 * H:])
+    if kind == "gru":
+        return (1 - u) * h + u * h_tilde
+    if kind == "agru":  # eq. 11
+        return (1 - a) * h + a * h_tilde
+    if variant == "paper":  # eq. 12-13
+        u_att = a * u
+        return (1 - u_att) * h + u_att * h_tilde
+    keep = (1 - a) * (1 - u)  # the authors' code scales the keep gate
+    return keep * h + (1 - keep) * h_tilde
+
+
+def numpy_sequence(kind, variant, gx, W, b, att, length):
+    h = np.zeros(W.shape[1])
+    for t in range(length):
+        h = numpy_cell(kind, variant, gx[t], h, W, b, None if att is None else att[t])
+    return h
+
+
+CASES = [("gru", "paper"), ("agru", "paper"), ("augru", "paper"), ("augru", "official")]
+
+
+@pytest.mark.parametrize("kind, variant", CASES)
+@pytest.mark.parametrize("K", [1, 3])
+def test_cells_match_numpy(kind, variant, K):
+    rng = np.random.default_rng(hash((kind, variant, K)) % 2**32)
+    R, T, H = 7, 9, 5
+    gx = rng.normal(size=(R, T, 3 * H))
+    W, b = rng.normal(size=(3 * H, H)) * 0.5, rng.normal(size=3 * H)
+    att = None if kind == "gru" else rng.uniform(size=(R, K, T))
+    lengths = rng.integers(0, T + 1, R)
+    lengths[0] = T
+    got, states = recurrence(kind, torch.tensor(gx), torch.tensor(W), torch.tensor(b), torch.tensor(lengths),
+                             None if att is None else torch.tensor(att), variant, return_states=True)
+    for r in range(R):
+        for k in range(got.shape[1]):
+            want = numpy_sequence(kind, variant, gx[r], W, b, None if att is None else att[r, k], lengths[r])
+            np.testing.assert_allclose(got[r, k].numpy(), want, atol=1e-12)
+            if lengths[r]:
+                np.testing.assert_allclose(states[r, k, lengths[r] - 1].numpy(), want, atol=1e-12)
+
+
+def test_attention_zero_behaves_as_each_variant_defines():
+    rng = np.random.default_rng(1)
+    R, T, H = 4, 6, 3
+    gx, W, b = torch.tensor(rng.normal(size=(R, T, 3 * H))), torch.tensor(rng.normal(size=(3 * H, H))), \
+        torch.tensor(rng.normal(size=3 * H))
+    lengths = torch.full((R,), T)
+    zeros = torch.zeros(R, 1, T)
+    paper, _ = recurrence("augru", gx, W, b, lengths, zeros, "paper")
+    assert torch.equal(paper, torch.zeros_like(paper))  # state never moves from h0
+    official, _ = recurrence("augru", gx, W, b, lengths, zeros, "official")
+    gru, _ = recurrence("gru", gx, W, b, lengths)
+    torch.testing.assert_close(official, gru, rtol=0, atol=1e-12)  # a plain GRU step
+    agru, _ = recurrence("agru", gx, W, b, lengths, zeros)
+    assert torch.equal(agru, torch.zeros_like(agru))
+
+
+@pytest.mark.parametrize("kind, variant", CASES)
+def test_gradients_of_the_fast_backward(kind, variant):
+    torch.manual_seed(0)
+    R, T, H = 5, 6, 3
+    gx = torch.randn(R, T, 3 * H, dtype=torch.float64, requires_grad=True)
+    W = (0.5 * torch.randn(3 * H, H, dtype=torch.float64)).requires_grad_()
+    b = torch.randn(3 * H, dtype=torch.float64, requires_grad=True)
+    att = None if kind == "gru" else torch.rand(R, 1, T, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([6, 0, 3, 6, 1])
+    inputs = (gx, W, b) + (() if att is None else (att,))
+
+    def f(*args):
+        return recurrence(kind, args[0], args[1], args[2], lengths, None if att is None else args[3], variant)[0]
+
+    assert torch.autograd.gradcheck(f, inputs)
+
+
+def test_augru_operator_contract():
+    rng = np.random.default_rng(2)
+    B, T, H = 6, 5, 4
+    gx, W, b = rng.normal(size=(B, T, 3 * H)), rng.normal(size=(3 * H, H)), rng.normal(size=3 * H)
+    att, lengths = rng.uniform(size=(B, T)), np.array([5, 4, 3, 2, 1, 0])
+    out = augru_op(*(torch.tensor(x) for x in (gx, W, b, att, lengths)))
+    assert out.shape == (B, H)
+    for i in range(B):
+        np.testing.assert_allclose(out[i].numpy(), numpy_sequence("augru", "paper", gx[i], W, b, att[i], lengths[i]),
+                                   atol=1e-12)
