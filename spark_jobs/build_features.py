@@ -28,7 +28,7 @@ from dien_batch.errors import DataValidationError, UsageError
 from dien_batch.io import Timer, atomic_output_dir, data_files, hash_inputs, library_versions, read_json, write_json
 
 from . import quality
-from .readers import read_table, resolve
+from .readers import good_rows, read_table, resolve
 
 MIN_TS_DEFAULT = "1995-01-01"
 POSITIVE_RATE_BOUNDS = (0.0005, 0.9995)
@@ -152,7 +152,7 @@ def _event_rows(spark, inputs: Inputs, with_source: bool = False):
         ev = ev.join(categories, "item", "left").withColumn(
             "_reason", F.coalesce("_reason", F.when(F.col("category").isNull(), F.lit("missing_category"))))
     selected = F.col("behavior").isin(*inputs.behaviors) if "behavior" in ev.columns else F.lit(True)
-    return ev.withColumn("_filtered", F.col("_reason").isNull() & ~selected)
+    return ev.withColumn("_filtered", ~F.coalesce(selected, F.lit(False)))
 
 
 def _impression_rows(spark, inputs: Inputs, with_source: bool = False):
@@ -162,10 +162,10 @@ def _impression_rows(spark, inputs: Inputs, with_source: bool = False):
     return rows.withColumn("_filtered", F.lit(False))
 
 
-def _good(df, *columns):
+def _good(df, inputs: Inputs, *columns):
     from pyspark.sql import functions as F
 
-    return df.filter(F.col("_reason").isNull() & ~F.col("_filtered")).select(*columns)
+    return good_rows(df.drop("_reason"), inputs.ts_range).filter(~F.col("_filtered")).select(*columns)
 
 
 def _build_vocab(events, impressions, reuse: str | None) -> tuple[dict[str, pa.Table], dict[str, pa.Table]]:
@@ -312,7 +312,7 @@ def _rejects(spark, inputs: Inputs, keys, distinct_events, distinct_imps, too_fe
         raw = [c for c in df.columns if c.startswith("raw_")]
         return df.filter(F.col("_reason").isNotNull()).select(
             F.lit(what).alias("input"), F.col("_source").alias("source"), F.col("_reason").alias("reason"),
-            *[F.col(c).alias(c[4:]) for c in raw])
+            *[F.col(c).alias(c[4:]) for c in raw], F.col("_corrupt").alias("record"))
 
     def ids(role):
         return spark.createDataFrame(keys[role].select(["id", "key"]).to_pandas()).toDF(role, f"{role}_key")
@@ -397,13 +397,14 @@ def run(cfg: BuildConfig, spark=None) -> dict:
             if "meta" in inputs.tables:
                 counts["meta"] = list(_count_by_reason(read_table(spark, inputs.tables["meta"])
                                                        .withColumn("_filtered", F.lit(False))))
-            good_events = _good(events, "user", "item", "category", "ts")
+            # One scan applies the row rules; the vocabulary and encoding passes then read the cache.
+            good_events = keep(_good(events, inputs, "user", "item", "category", "ts"))
             good_imps = None
             if not review_style:
                 impressions = _impression_rows(spark, inputs)
                 counts["impressions"] = list(_count_by_reason(impressions))
-                good_imps = _good(impressions, "request", "user", "ts", "item", "category", "clicked", "bid",
-                                  "p_true", "position")
+                good_imps = keep(_good(impressions, inputs, "request", "user", "ts", "item", "category", "clicked",
+                                       "bid", "p_true", "position"))
         bar.update()
         if counts["events"][0] - counts["events"][1] - sum(counts["events"][2].values()) == 0:
             raise DataValidationError(f"events: every row was rejected or filtered: {counts['events'][2]} "

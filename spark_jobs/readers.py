@@ -130,7 +130,9 @@ def _ts_seconds(name: str, dtype):
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    if isinstance(dtype, T.TimestampType | T.TimestampNTZType | T.DateType):
+    if isinstance(dtype, T.TimestampType | T.TimestampNTZType):
+        return F.col(name).cast("long")
+    if isinstance(dtype, T.DateType):
         return F.unix_timestamp(F.col(name)).cast("long")
     num = F.col(name).cast("double") if isinstance(dtype, T.NumericType) else F.expr(f"try_cast(`{name}` AS DOUBLE)")
     num = F.when(F.isnan(num) | (F.abs(num) > 1e15), None).otherwise(num)
@@ -196,7 +198,7 @@ def read_table(spark, t: ResolvedTable, ts_range: tuple[int, int] | None = None,
         else:
             out.append(src.cast("string").alias(role))
     df = df.select(*out)
-    return df.withColumn("_reason", _reason(df.columns, ts_range)).drop("_corrupt")
+    return df.withColumn("_reason", _reason(df.columns, ts_range))
 
 
 def _unescape_html(col):
@@ -208,11 +210,11 @@ def _unescape_html(col):
     return col
 
 
-def _reason(columns: list[str], ts_range: tuple[int, int] | None):
-    """The first rule a row breaks, as a short reason code; null for a good row."""
+def _rules(columns: list[str], ts_range: tuple[int, int] | None) -> list:
+    """(condition that marks a row bad, reason code) in priority order, for the columns a frame has."""
     from pyspark.sql import functions as F
 
-    rules = [(F.col("_corrupt").isNotNull(), "malformed_record")]
+    rules = [(F.col("_corrupt").isNotNull(), "malformed_record")] if "_corrupt" in columns else []
     ids = [r for r in ID_ROLES if r in columns]
     bad_bytes = [F.coalesce(F.col(r).contains("\ufffd"), F.lit(False)) for r in ids]
     rules.append((functools.reduce(operator.or_, bad_bytes), "invalid_utf8"))
@@ -225,7 +227,24 @@ def _reason(columns: list[str], ts_range: tuple[int, int] | None):
         rules.append((~F.coalesce(F.col("clicked").isin(0, 1), F.lit(False)), "bad_label"))
     if "bid" in columns:
         rules.append((F.col("bid").isNotNull() & ~(F.col("bid") >= 0), "bad_bid"))
+    return rules
+
+
+def _reason(columns: list[str], ts_range: tuple[int, int] | None):
+    """The first rule a row breaks, as a short reason code; null for a good row."""
+    from pyspark.sql import functions as F
+
+    rules = _rules(columns, ts_range)
     expr = F.when(rules[0][0], rules[0][1])
     for cond, code in rules[1:]:
         expr = expr.when(cond, code)
     return expr
+
+
+def good_rows(df, ts_range: tuple[int, int] | None):
+    """The rows no rule rejects. The same rules as `_reason`, as a conjunction: Spark evaluates that
+    far faster in a filter than `_reason IS NULL` (which it would inline as nested CASEs)."""
+    from pyspark.sql import functions as F
+
+    conds = [~F.coalesce(cond, F.lit(False)) for cond, _ in _rules(df.columns, ts_range)]
+    return df.filter(functools.reduce(operator.and_, conds))
