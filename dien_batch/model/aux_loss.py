@@ -27,7 +27,8 @@ class AuxiliaryLoss(nn.Module):
         valid = torch.arange(T - 1, device=states.device) < (lengths.unsqueeze(1) - 1)
         if not valid.any():
             return states.new_zeros(())
-        pos = self.net(torch.cat([h, clicked[:, 1:]], dim=-1)).squeeze(-1)
-        neg = self.net(torch.cat([h, negative[:, 1:]], dim=-1)).squeeze(-1)
+        h = h[valid]  # only the valid cells go through the scorer
+        pos = self.net(torch.cat([h, clicked[:, 1:][valid]], dim=-1)).squeeze(-1)
+        neg = self.net(torch.cat([h, negative[:, 1:][valid]], dim=-1)).squeeze(-1)
         loss = nn.functional.softplus(-pos) + nn.functional.softplus(neg)  # -log s(pos) - log(1 - s(neg))
-        return loss[valid].mean()
+        return loss.mean()

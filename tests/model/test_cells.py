@@ -104,3 +104,19 @@ def test_augru_operator_contract():
     for i in range(B):
         np.testing.assert_allclose(out[i].numpy(), numpy_sequence("augru", "paper", gx[i], W, b, att[i], lengths[i]),
                                    atol=1e-12)
+
+
+def test_gradients_through_all_states():
+    torch.manual_seed(1)
+    R, T, H = 4, 5, 3
+    gx = torch.randn(R, T, 3 * H, dtype=torch.float64, requires_grad=True)
+    W = (0.5 * torch.randn(3 * H, H, dtype=torch.float64)).requires_grad_()
+    b = torch.randn(3 * H, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([5, 2, 0, 4])
+    weights = torch.randn(R, 1, T, H, dtype=torch.float64)
+
+    def f(gx, W, b):
+        final, states = recurrence("gru", gx, W, b, lengths, return_states=True)
+        return (states * weights).sum() + final.sum()
+
+    assert torch.autograd.gradcheck(f, (gx, W, b))

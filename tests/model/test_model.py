@@ -179,3 +179,15 @@ def test_padded_batches():
     lists = pa.array([[1, 2, 3], [], [4]], pa.list_(pa.int32())).slice(1)
     assert batches.padded(lists).tolist() == [[0], [4]]
     assert batches.padded(pa.array([[5, 6], [7]], pa.list_(pa.int32()))).tolist() == [[5, 6], [7, 0]]
+
+
+def test_training_and_inference_extractors_agree():
+    """The extractor runs the hand-written recurrence when training and nn.GRU when scoring."""
+    model = make_model("dien")
+    r = random_requests(R=10, T=12, seed=4)
+    x = model.item_vectors(r["hist_item"], r["hist_cat"])
+    with torch.enable_grad():
+        train_states = model._gru(model.extractor, x, r["hist_len"])
+    with torch.inference_mode():
+        infer_states = model._gru(model.extractor, x, r["hist_len"])
+    torch.testing.assert_close(train_states.detach(), infer_states, rtol=0, atol=1e-6)
