@@ -111,8 +111,8 @@ def train(cfg: TrainConfig) -> dict:
             optimizer.step()
             n = table.num_rows
             seen += n
-            loss_sum += float(click) * n
-            aux_sum += float(aux) * n
+            loss_sum += click.item() * n
+            aux_sum += aux.item() * n
             bar.update(n)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", aux=f"{aux_sum / seen:.4f}", refresh=False)
         bar.close()

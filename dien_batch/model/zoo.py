@@ -126,6 +126,9 @@ class CTRModel(nn.Module):
         if c.model == "pnn":
             extra_dim = 10  # inner products of 5 fields of size E
         self.head = mlp([E + 3 * item_dim + interest_dim + extra_dim, *c.mlp], activation=c.activation)
+        # Exporters swap in graph-friendly pieces: an unpacked extractor GRU and an AUGRU operator node.
+        self.export_mode = False
+        self.augru_op = None  # callable(gx [B,T,3H], w_hh, b_hh, att [B,T], lengths [B], variant) -> [B,H]
         for emb in (self.user_emb, self.item_emb, self.cat_emb):
             nn.init.normal_(emb.weight, std=0.05)
             with torch.no_grad():
@@ -143,9 +146,9 @@ class CTRModel(nn.Module):
         side = UserSide(self.user_emb(user), hist, mask, lengths, masked_sum(hist, mask))
         c = self.config
         if c.model in SEQUENCE_MODELS:
-            side.states = self._gru(self.extractor, hist, lengths)
+            side.states = self._gru(self.extractor, hist, lengths, mask)
             if c.model == "gru_att":
-                side.states = self._gru(self.second, side.states, lengths)
+                side.states = self._gru(self.second, side.states, lengths, mask)
             else:
                 side.gx = nn.functional.linear(side.states, self.evolve.weight_ih,
                                                None if c.model == "gru_aigru" else self.evolve.bias_ih)
@@ -156,17 +159,19 @@ class CTRModel(nn.Module):
             side.extras["hist_cat"] = hist_cat
         return side
 
-    @staticmethod
-    def _gru(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _gru(self, gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """GRU states over right-padded sequences, zeros at padded steps.
 
         Training runs the recurrence with the hand-written backward (several times faster than
-        autograd through nn.GRU on CPU); inference runs nn.GRU on packed sequences. Same arithmetic.
+        autograd through nn.GRU on CPU); inference runs nn.GRU on packed sequences; export runs it on
+        the padded input (a GRU is causal: states inside each sequence are the same). Same arithmetic.
         """
         T = x.shape[1]
+        mask = mask.unsqueeze(-1)
+        if self.export_mode:
+            return gru(x)[0] * mask
         if T == 0 or int(lengths.max()) == 0:
             return x.new_zeros(x.shape[0], T, gru.hidden_size)
-        mask = (torch.arange(T, device=x.device) < lengths.unsqueeze(1)).unsqueeze(-1)
         if torch.is_grad_enabled():
             gx = nn.functional.linear(x, gru.weight_ih_l0, gru.bias_ih_l0)
             _, states = recurrence("gru", gx, gru.weight_hh_l0, gru.bias_hh_l0, lengths, return_states=True)
@@ -203,6 +208,12 @@ class CTRModel(nn.Module):
             final = final.view(R, K, -1)
             states = None if states is None else states.view(R, K, *states.shape[2:])
             return final, states
+        if self.augru_op is not None and cell == "augru" and not return_states:
+            R, K, T = att.shape
+            gx = side.gx.unsqueeze(1).expand(R, K, T, side.gx.shape[-1]).reshape(R * K, T, -1)
+            lengths = side.lengths.unsqueeze(1).expand(R, K).reshape(R * K)
+            h = self.augru_op(gx, ev.weight_hh, ev.bias_hh, att.reshape(R * K, T), lengths, c.augru_variant)
+            return h.view(R, K, -1), None
         return recurrence(cell, side.gx, ev.weight_hh, ev.bias_hh, side.lengths, att, c.augru_variant, return_states)
 
     def candidates(self, side: UserSide, item: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:

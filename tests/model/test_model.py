@@ -186,8 +186,12 @@ def test_training_and_inference_extractors_agree():
     model = make_model("dien")
     r = random_requests(R=10, T=12, seed=4)
     x = model.item_vectors(r["hist_item"], r["hist_cat"])
+    mask = torch.arange(x.shape[1]) < r["hist_len"].unsqueeze(1)
     with torch.enable_grad():
-        train_states = model._gru(model.extractor, x, r["hist_len"])
+        train_states = model._gru(model.extractor, x, r["hist_len"], mask)
     with torch.inference_mode():
-        infer_states = model._gru(model.extractor, x, r["hist_len"])
+        infer_states = model._gru(model.extractor, x, r["hist_len"], mask)
+        model.export_mode = True
+        export_states = model._gru(model.extractor, x, r["hist_len"], mask)
     torch.testing.assert_close(train_states.detach(), infer_states, rtol=0, atol=1e-6)
+    torch.testing.assert_close(export_states, infer_states, rtol=0, atol=1e-6)

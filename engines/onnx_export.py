@@ -1,0 +1,83 @@
+"""Export a trained model to ONNX (opset 18) for scoring requests with candidate ads.
+
+Graph inputs: user [R], hist_item [R, T], hist_cat [R, T], hist_len [R], cand_item [R, K],
+cand_cat [R, K] (int64; R, T and K dynamic); output pctr [R, K]. The user side runs once per request
+inside the graph. The extractor GRU is the standard ONNX `GRU` (linear_before_reset = 1) over the
+padded history (causal, so the states inside each sequence are exact; padded steps are masked); the
+interest evolving layer is one `dien::AUGRU` node with a function body (see `augru_onnx`).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import onnx
+import torch
+
+from dien_batch.errors import UsageError
+from dien_batch.model.cells import cell_update
+from dien_batch.model.zoo import CTRModel
+
+from . import augru_onnx
+from .requests import INPUT_NAMES
+
+OPSET = 18
+EXPORTABLE = ("base", "wide_deep", "pnn", "din", "gru_att", "gru_augru", "dien")
+
+
+class _AUGRUNode(torch.autograd.Function):
+    """Runs the PyTorch reference while tracing; exports as one `dien::AUGRU` node."""
+
+    @staticmethod
+    def forward(ctx, gx, w_hh, b_hh, att, lengths, variant):
+        h = gx.new_zeros(gx.shape[0], w_hh.shape[1])
+        for t in range(gx.shape[1]):  # plain steps: nothing here may reach the tracer as a graph
+            new = cell_update("augru", variant, gx[:, t], h, w_hh, b_hh, att[:, t:t + 1])
+            h = torch.where((t < lengths).unsqueeze(1), new, h)
+        return h
+
+    @staticmethod
+    def symbolic(g, gx, w_hh, b_hh, att, lengths, variant):
+        return g.op(f"{augru_onnx.DOMAIN}::{augru_onnx.OP}", gx, w_hh, b_hh, att, lengths, variant_s=variant,
+                    plugin_namespace_s=augru_onnx.DOMAIN, plugin_version_s=augru_onnx.PLUGIN_VERSION, aot_i=1)
+
+
+class ScoringGraph(torch.nn.Module):
+    """The model's scoring path with graph-friendly pieces: (inputs) -> pCTR [R, K]."""
+
+    def __init__(self, model: CTRModel):
+        super().__init__()
+        self.model = copy.deepcopy(model).eval()
+        self.model.export_mode = True
+        self.model.augru_op = _AUGRUNode.apply
+
+    def forward(self, user, hist_item, hist_cat, hist_len, cand_item, cand_cat):
+        side = self.model.user_side(user, hist_item, hist_cat, hist_len)
+        return torch.sigmoid(self.model.candidates(side, cand_item, cand_cat))
+
+
+def example_inputs(R: int = 3, T: int = 5, K: int = 4) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    return (torch.full((R,), 2), torch.randint(2, 4, (R, T), generator=g), torch.randint(2, 4, (R, T), generator=g),
+            torch.tensor([T] + [max(T - 2, 1)] * (R - 1)), torch.full((R, K), 2), torch.full((R, K), 2))
+
+
+def export(model: CTRModel) -> onnx.ModelProto:
+    """The ONNX model for scoring, with its `dien::AUGRU` function attached and checked."""
+    if model.config.model not in EXPORTABLE:
+        raise UsageError(f"ONNX export supports {', '.join(EXPORTABLE)}; score '{model.config.model}' "
+                         "(an ablation cell) with --engine torch")
+    graph = ScoringGraph(model)
+    buffer = io.BytesIO()
+    dims = {"user": {0: "R"}, "hist_item": {0: "R", 1: "T"}, "hist_cat": {0: "R", 1: "T"}, "hist_len": {0: "R"},
+            "cand_item": {0: "R", 1: "K"}, "cand_cat": {0: "R", 1: "K"}, "pctr": {0: "R", 1: "K"}}
+    with torch.no_grad():
+        torch.onnx.export(graph, example_inputs(), buffer, input_names=list(INPUT_NAMES), output_names=["pctr"],
+                          dynamic_axes=dims, opset_version=OPSET, dynamo=False,
+                          custom_opsets={augru_onnx.DOMAIN: 1} if model.config.model in ("gru_augru", "dien") else None)
+    onnx_model = onnx.load_from_string(buffer.getvalue())
+    if augru_onnx.augru_nodes(onnx_model):
+        augru_onnx.attach(onnx_model, model.config.augru_variant)
+    onnx.checker.check_model(onnx_model)
+    return onnx_model

@@ -1,0 +1,68 @@
+"""Scoring requests (Arrow, one row per request) to padded NumPy inputs for any engine.
+
+A request holds the user's history once and its K candidates; K may differ between requests, so
+candidates are padded to the chunk's largest K and `cand_count` says how many are real. Padded
+candidates are scored like any other and dropped afterwards: each candidate's score depends only on
+its own request, never on the rest of the chunk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from dien_batch.model.batches import padded
+
+INPUT_NAMES = ("user", "hist_item", "hist_cat", "hist_len", "cand_item", "cand_cat")
+REQUEST_COLUMNS = ["request_id", "user_id", "user_idx", "hist_item_idx", "hist_category_idx", "hist_len",
+                   "cand_item_id", "cand_category_id", "cand_item_idx", "cand_category_idx", "cand_label",
+                   "cand_bid", "cand_p_true", "cand_position"]
+
+
+def request_inputs(table: pa.Table | pa.RecordBatch) -> dict[str, np.ndarray]:
+    """int64 inputs: user [R], hist_* [R, T], hist_len [R], cand_* [R, K], plus cand_count [R]."""
+    cand = table.column("cand_item_idx")
+    if isinstance(cand, pa.ChunkedArray):
+        cand = cand.combine_chunks()
+    return {
+        "user": table.column("user_idx").to_numpy().astype(np.int64),
+        "hist_item": padded(table.column("hist_item_idx")).astype(np.int64),
+        "hist_cat": padded(table.column("hist_category_idx")).astype(np.int64),
+        "hist_len": table.column("hist_len").to_numpy().astype(np.int64),
+        "cand_item": padded(cand).astype(np.int64),
+        "cand_cat": padded(table.column("cand_category_idx")).astype(np.int64),
+        "cand_count": np.diff(cand.offsets.to_numpy()).astype(np.int64),
+    }
+
+
+def flat_scores(table: pa.Table | pa.RecordBatch, pctr: np.ndarray, counts: np.ndarray) -> pa.Table:
+    """One row per real candidate: request_id, user_id, item_id, category_id, hist_len, pctr (+ logged)."""
+    from dien_batch import schema
+
+    R, K = pctr.shape
+    keep = (np.arange(K) < counts[:, None]).ravel()
+    owner = np.repeat(np.arange(R), counts)
+
+    def per_request(name):
+        return table.column(name).take(pa.array(owner))
+
+    def per_candidate(name):
+        """The list column flattened to candidates; a request without the list gives nulls."""
+        column = table.column(name)
+        column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        values = column.flatten()
+        if not column.null_count:
+            return values
+        present = np.repeat(column.is_valid().to_numpy(zero_copy_only=False), counts)
+        index = np.zeros(len(present), dtype=np.int64)
+        index[present] = np.arange(present.sum())
+        return values.take(pa.array(index, mask=~present)).cast(schema.SCORES.field(name[5:]).type)
+
+    columns = {
+        "request_id": per_request("request_id"), "user_id": per_request("user_id"),
+        "item_id": per_candidate("cand_item_id"), "category_id": per_candidate("cand_category_id"),
+        "hist_len": per_request("hist_len"), "pctr": pa.array(pctr.ravel()[keep].astype(np.float32)),
+        "label": per_candidate("cand_label"), "bid": per_candidate("cand_bid"),
+        "p_true": per_candidate("cand_p_true"), "position": per_candidate("cand_position"),
+    }
+    return pa.table([columns[f.name] for f in schema.SCORES], schema=schema.SCORES)

@@ -1,0 +1,131 @@
+"""Batch scoring of candidate ads: stream requests, score with any engine, write resumable shards.
+
+Work happens in `OUT.partial/`: the requests are cut into fixed row ranges (shards); each shard's
+scores are written to a temporary file and renamed into place, then recorded in `_progress.json`
+(also written atomically). After a kill at any point, the same command skips the recorded shards and
+recomputes the rest; a shard file that exists but was not recorded is simply rewritten with the same
+content, so the result has no duplicates and no gaps. When every shard is done, `OUT.partial/` is
+renamed to `OUT` with a `_manifest.json`.
+
+Within a shard, requests are scored in batches of similar history length (sorted, then put back in
+input order): less padding, the same scores.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dien_batch import ui
+from dien_batch.errors import UsageError
+from dien_batch.io import read_json, stable_hash, write_json
+
+from .base import open_engine
+from .manifest import check_vocabulary
+from .reading import RowRanges
+from .requests import REQUEST_COLUMNS, flat_scores, request_inputs
+
+PROGRESS, MANIFEST = "_progress.json", "_manifest.json"
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    model: str
+    engine: str
+    requests: str
+    out: str
+    vocab: str | None = None
+    batch_requests: int = 512
+    shard_requests: int = 20_000
+    threads: int = 0
+    overwrite: bool = False
+
+
+def _vocab_dir(cfg: ScoreConfig) -> Path | None:
+    if cfg.vocab:
+        return Path(cfg.vocab)
+    sibling = Path(cfg.requests).parent / "vocab"
+    if sibling.is_dir():
+        return sibling
+    raise UsageError(f"cannot find the vocabulary the requests in {cfg.requests} were built with: pass --vocab DIR")
+
+
+def score_table(engine, table: pa.Table, batch_requests: int) -> pa.Table:
+    """Scores for every candidate of every request in `table`, in input order."""
+    counts = np.diff(table.column("cand_item_idx").combine_chunks().offsets.to_numpy())
+    pctr = np.zeros((table.num_rows, int(counts.max()) if len(counts) else 0), dtype=np.float32)
+    order = np.argsort(table.column("hist_len").to_numpy(), kind="stable")
+    for start in range(0, len(order), batch_requests):
+        rows = order[start:start + batch_requests]
+        inputs = request_inputs(table.take(pa.array(rows)))
+        scores = engine.score(inputs)
+        pctr[rows, :scores.shape[1]] = scores
+    return flat_scores(table, pctr, counts)
+
+
+def score(cfg: ScoreConfig) -> dict:
+    """Score every candidate of every request into cfg.out (resumable); returns the run's summary."""
+    engine = open_engine(cfg.model, cfg.engine, cfg.threads)
+    vocab = _vocab_dir(cfg)
+    check_vocabulary(engine.identity, vocab, str(cfg.model))
+    data = RowRanges(cfg.requests)
+    out = Path(cfg.out).absolute()
+    partial = out.with_name(out.name + ".partial")
+    plan = {"input": data.fingerprint(), "model": engine.identity["config_hash"], "engine": cfg.engine,
+            "shard_requests": cfg.shard_requests}
+    plan_hash = stable_hash(plan)
+    if out.exists():
+        done = out / MANIFEST
+        if done.exists() and read_json(done).get("plan_hash") == plan_hash and not cfg.overwrite:
+            ui.info(f"{out} is already complete for these requests and this model")
+            return read_json(done)
+        if not cfg.overwrite:
+            raise UsageError(f"{out} exists (from other inputs or an older run); pass --overwrite to replace it")
+    progress = {"plan_hash": plan_hash, "plan": plan, "completed": []}
+    if partial.exists():
+        previous = read_json(partial / PROGRESS) if (partial / PROGRESS).exists() else {}
+        if previous.get("plan_hash") == plan_hash:
+            progress = previous
+            ui.info(f"resuming: {len(progress['completed'])} shard(s) already done in {partial}")
+        else:
+            shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    write_json(partial / PROGRESS, progress)
+    done = set(progress["completed"])
+    started, pairs = time.perf_counter(), 0
+    bar = ui.progress(total=data.total, desc=f"score ({cfg.engine})", unit="req")
+    for shard, start, stop in data.ranges(cfg.shard_requests):
+        if shard in done:
+            bar.update(stop - start)
+            continue
+        table = data.read(start, stop, REQUEST_COLUMNS)
+        scores = score_table(engine, table, cfg.batch_requests)
+        target = partial / f"part-{shard:05d}.parquet"
+        tmp = partial / f".part-{shard:05d}.parquet.tmp"
+        pq.write_table(scores, tmp, compression="zstd")
+        os.replace(tmp, target)
+        progress["completed"].append(shard)
+        write_json(partial / PROGRESS, progress)
+        pairs += scores.num_rows
+        bar.update(stop - start)
+        bar.set_postfix(pairs_per_s=f"{pairs / (time.perf_counter() - started):,.0f}", refresh=False)
+    bar.close()
+    seconds = time.perf_counter() - started
+    total_pairs = sum(pq.read_metadata(p).num_rows for p in sorted(partial.glob("part-*.parquet")))
+    manifest = {"plan_hash": plan_hash, "config": asdict(cfg), "engine": cfg.engine, "model": engine.identity,
+                "requests": data.total, "pairs": total_pairs, "shards": len(progress["completed"]),
+                "seconds_this_run": round(seconds, 2),
+                "pairs_per_s_this_run": round(pairs / seconds, 1) if seconds and pairs else None}
+    write_json(partial / MANIFEST, manifest)
+    (partial / PROGRESS).unlink()
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(partial, out)
+    return manifest

@@ -1,0 +1,38 @@
+"""PyTorch engine: fp32, inference mode, the user side once per request (CPU, or CUDA when present)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dien_batch.errors import UsageError
+from dien_batch.model import store
+from dien_batch.model.zoo import CTRModel
+
+from .manifest import model_identity
+
+
+class TorchEngine:
+    kind = "torch"
+
+    def __init__(self, model: CTRModel, identity: dict, threads: int = 0, device: str = "cpu"):
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = model.to(device).eval()
+        self.identity = identity
+        self.device = device
+
+    @classmethod
+    def from_model_dir(cls, path: str | Path, threads: int = 0) -> TorchEngine:
+        if not Path(path).is_dir():
+            raise UsageError(f"--engine torch takes a model directory (from dien-batch train), got {path}")
+        model, config = store.load(path)
+        return cls(model, model_identity(config), threads)
+
+    def score(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        t = {k: torch.from_numpy(v).to(self.device) for k, v in inputs.items() if k != "cand_count"}
+        with torch.inference_mode():
+            side = self.model.user_side(t["user"], t["hist_item"], t["hist_cat"], t["hist_len"])
+            return torch.sigmoid(self.model.candidates(side, t["cand_item"], t["cand_cat"])).cpu().numpy()
