@@ -50,25 +50,12 @@ class GroupAUC:
 
 def gauc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> GroupAUC:
     """Impression-weighted mean of per-group AUCs over groups that have both classes."""
-    y = np.asarray(labels).astype(bool)
-    p = np.asarray(scores, dtype=np.float64)
-    _, g = np.unique(np.asarray(groups), return_inverse=True)
-    order = np.lexsort((p, g))
-    y_s, g_s = y[order], g[order]
-    block = _tie_blocks(p[order], g_s)
-    neg_per_block = np.bincount(block, weights=~y_s)
-    block_group = np.zeros(block[-1] + 1, dtype=np.int64)
-    block_group[block] = g_s
-    neg_cum = np.cumsum(neg_per_block) - neg_per_block  # negatives in earlier blocks, any group
-    group_first_block = np.searchsorted(block_group, np.arange(g.max() + 1))
-    neg_below = neg_cum - neg_cum[group_first_block[block_group]]  # ... of the same group
-    credit = np.bincount(g_s[y_s], weights=(neg_below + 0.5 * neg_per_block)[block[y_s]], minlength=g.max() + 1)
-    n = np.bincount(g, minlength=g.max() + 1)
-    n_pos = np.bincount(g, weights=y, minlength=g.max() + 1)
-    n_neg = n - n_pos
-    ok = (n_pos > 0) & (n_neg > 0)
-    per_group = credit[ok] / (n_pos[ok] * n_neg[ok])
-    value = float(np.sum(per_group * n[ok]) / n[ok].sum()) if ok.any() else float("nan")
+    from .bootstrap import per_group_auc
+
+    _, codes = np.unique(np.asarray(groups), return_inverse=True)
+    per, n = per_group_auc(labels, scores, codes)
+    ok = np.isfinite(per)
+    value = float(np.sum(per[ok] * n[ok]) / n[ok].sum()) if ok.any() else float("nan")
     return GroupAUC(value, int(ok.sum()), int((~ok).sum()), int(n[ok].sum()))
 
 
@@ -91,3 +78,47 @@ def pcoc(labels: np.ndarray, probs: np.ndarray) -> float:
 
 def rela_impr(auc_model: float, auc_base: float) -> float:
     return (auc_model - 0.5) / (auc_base - 0.5) - 1.0
+
+
+def roc_points(labels: np.ndarray, scores: np.ndarray, max_points: int = 200) -> dict[str, list[float]]:
+    """False/true positive rates at up to `max_points` thresholds (for plotting)."""
+    y = np.asarray(labels).astype(bool)
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    tp = np.cumsum(y[order])
+    fp = np.cumsum(~y[order])
+    pick = np.unique(np.linspace(0, len(order) - 1, min(max_points, len(order))).astype(int))
+    return {"fpr": [0.0, *(fp[pick] / max(fp[-1], 1)).tolist()], "tpr": [0.0, *(tp[pick] / max(tp[-1], 1)).tolist()]}
+
+
+def reliability(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> list[dict]:
+    """Reliability diagram with quantile bins (equal counts): mean predicted vs observed rate per bin."""
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    order = np.argsort(p, kind="stable")
+    out = []
+    for idx in np.array_split(order, min(bins, len(order))):
+        if len(idx):
+            out.append({"rows": int(len(idx)), "predicted": float(p[idx].mean()), "observed": float(y[idx].mean()),
+                        "low": float(p[idx].min()), "high": float(p[idx].max())})
+    return out
+
+
+def by_slice(labels: np.ndarray, probs: np.ndarray, slices: np.ndarray, min_rows: int = 50) -> list[dict]:
+    """PCOC, CTR and AUC per slice value (slices with at least `min_rows` rows), largest first."""
+    values, codes, counts = np.unique(np.asarray(slices), return_inverse=True, return_counts=True)
+    out = []
+    for code in np.argsort(-counts):
+        if counts[code] < min_rows:
+            continue
+        mask = codes == code
+        out.append({"slice": str(values[code]), "rows": int(counts[code]), "pcoc": pcoc(labels[mask], probs[mask]),
+                    "ctr": float(np.mean(labels[mask])), "mean_pctr": float(np.mean(probs[mask])),
+                    "auc": auc(labels[mask], probs[mask])})
+    return out
+
+
+def history_bucket(hist_len: np.ndarray) -> np.ndarray:
+    """History length buckets for slicing: 0, 1-4, 5-9, 10-19, 20-49, 50+."""
+    edges = np.array([1, 5, 10, 20, 50])
+    names = np.array(["0", "1-4", "5-9", "10-19", "20-49", "50+"])
+    return names[np.searchsorted(edges, hist_len, side="right")]

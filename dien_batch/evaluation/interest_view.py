@@ -1,0 +1,68 @@
+"""The paper's interest-evolution view: for a few users, the attention over their history for
+candidates of different categories, and the interest-evolving states projected to 2-D (PCA)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from ..model import store
+from ..model.zoo import SEQUENCE_MODELS
+
+
+def _pca_2d(points: np.ndarray) -> np.ndarray:
+    centred = points - points.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T
+
+
+def interest_view(model_dir: str | Path, requests: str | Path, users: int = 3, targets: int = 4) -> dict:
+    model, config = store.load(model_dir)
+    name = config["architecture"]["model"]
+    if name not in SEQUENCE_MODELS and name != "din":
+        return {"note": f"{name} pools the history without attention; no interest-evolution view"}
+    table = pq.read_table(requests).slice(0, 2000)
+    vocab = Path(requests).parent / "vocab" / "category.parquet"
+    cat_names = pq.read_table(vocab)["id"].to_pylist() if vocab.exists() else None
+    rows = [r for r in table.to_pylist() if r["hist_len"] >= 8]
+    rows.sort(key=lambda r: (-len(set(r["hist_category_idx"])), r["request_id"]))
+    view = []
+    seen_users = set()
+    for row in rows:
+        if len(view) == users:
+            break
+        if row["user_id"] in seen_users:
+            continue
+        seen_users.add(row["user_id"])
+        picks, cats = [], set()
+        for i, c in enumerate(row["cand_category_idx"]):  # candidates of distinct categories
+            if c not in cats:
+                picks.append(i)
+                cats.add(c)
+            if len(picks) == targets:
+                break
+        item = torch.tensor([[row["cand_item_idx"][i] for i in picks]])
+        cat = torch.tensor([[row["cand_category_idx"][i] for i in picks]])
+        with torch.inference_mode():
+            side = model.user_side(torch.tensor([row["user_idx"]]), torch.tensor([row["hist_item_idx"]]),
+                                   torch.tensor([row["hist_category_idx"]]), torch.tensor([row["hist_len"]]))
+            target = model.item_vectors(item, cat)
+            attention = model.attention_weights(side, target)[0].numpy()
+            _, states = model.interest(side, target, return_states=True) if name != "din" else (None, None)
+        entry = {"user_id": row["user_id"], "request_id": row["request_id"],
+                 "history_categories": [cat_names[c] if cat_names else str(c) for c in row["hist_category_idx"]],
+                 "targets": []}
+        coords = None
+        if states is not None:
+            flat = states[0].numpy().reshape(-1, states.shape[-1])
+            coords = _pca_2d(flat).reshape(len(picks), states.shape[2], 2)
+        for k, i in enumerate(picks):
+            entry["targets"].append({
+                "item_id": row["cand_item_id"][i], "category_id": row["cand_category_id"][i],
+                "attention": attention[k].tolist(),
+                "states_2d": coords[k, : row["hist_len"]].tolist() if coords is not None else None})
+        view.append(entry)
+    return {"model": name, "users": view}
