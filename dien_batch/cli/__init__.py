@@ -24,7 +24,7 @@ def cli() -> None:
     """
 
 
-from . import evaluation, features, scoring, synth, train  # noqa: E402,F401  (registers the commands)
+from . import evaluation, features, nightly, scoring, synth, train  # noqa: E402,F401  (registers the commands)
 
 
 def main() -> None:

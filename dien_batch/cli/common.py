@@ -17,6 +17,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if not value:
         return
+    ctx.meta["config_path"] = value
+    if getattr(ctx.command, "config_is_job_spec", False):  # nightly: the file describes the job itself
+        return
     known = {p.name for p in ctx.command.params if p.expose_value}
     values = options_for(ctx.info_name, read_toml(value), known, value)
     ctx.default_map = {**(ctx.default_map or {}), **values}
