@@ -87,11 +87,11 @@ def augru_function(variant: str, opset: int, dtype: int = TensorProto.FLOAT) -> 
                                 attributes=list(NODE_ATTRIBUTES))
 
 
-def attach(model: onnx.ModelProto, variant: str) -> onnx.ModelProto:
+def attach(model: onnx.ModelProto, variant: str, dtype: int = TensorProto.FLOAT) -> onnx.ModelProto:
     """Give an exported model the function body of its `dien::AUGRU` nodes and the domain import."""
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     del model.functions[:]
-    model.functions.append(augru_function(variant, opset))
+    model.functions.append(augru_function(variant, opset, dtype))
     if not any(o.domain == DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(DOMAIN, 1))
     return model

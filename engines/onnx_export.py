@@ -78,6 +78,8 @@ def export(model: CTRModel) -> onnx.ModelProto:
                           custom_opsets={augru_onnx.DOMAIN: 1} if model.config.model in ("gru_augru", "dien") else None)
     onnx_model = onnx.load_from_string(buffer.getvalue())
     if augru_onnx.augru_nodes(onnx_model):
-        augru_onnx.attach(onnx_model, model.config.augru_variant)
+        half = next(model.parameters()).dtype == torch.float16
+        augru_onnx.attach(onnx_model, model.config.augru_variant,
+                          onnx.TensorProto.FLOAT16 if half else onnx.TensorProto.FLOAT)
     onnx.checker.check_model(onnx_model)
     return onnx_model

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import pytest
+# Triton kernels run in Triton's CPU interpreter in the tests (set before anything imports triton);
+# the PTX compile check runs in a subprocess without it.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from dien_batch.data.synth import SynthSpec, generate
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from dien_batch.data.synth import SynthSpec, generate  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 SMALL_WORLD = SynthSpec(users=300, items=2_000, categories=40, days=30, events_per_user=40,

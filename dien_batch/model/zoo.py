@@ -218,9 +218,14 @@ class CTRModel(nn.Module):
 
     def candidates(self, side: UserSide, item: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
         """Logits [R, K] for K candidates per request."""
-        R, K = item.shape
         target = self.item_vectors(item, cat)  # [R, K, 2E]
         interest, _ = self.interest(side, target)
+        return self.head_logits(side, item, cat, target, interest)
+
+    def head_logits(self, side: UserSide, item: torch.Tensor, cat: torch.Tensor, target: torch.Tensor,
+                    interest: torch.Tensor | None) -> torch.Tensor:
+        """The final MLP (and wide/product parts) on the shared and per-candidate features: [R, K]."""
+        R, K = item.shape
         hist_sum = side.hist_sum.unsqueeze(1).expand(R, K, -1)
         parts = [side.user.unsqueeze(1).expand(R, K, -1), target, hist_sum, target * hist_sum]
         if interest is not None:
