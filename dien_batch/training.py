@@ -82,6 +82,7 @@ def train(cfg: TrainConfig) -> dict:
     manifest = _check_features(root)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    torch.set_flush_denormal(True)  # denormals make the recurrences many times slower on x86
     torch.manual_seed(cfg.seed)
     sizes = {n: pq.read_metadata(root / "vocab" / f"{n}.parquet").num_rows for n in ("user", "item", "category")}
     config = ModelConfig(model=cfg.model, n_users=sizes["user"], n_items=sizes["item"],

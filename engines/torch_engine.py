@@ -20,6 +20,9 @@ class TorchEngine:
     def __init__(self, model: CTRModel, identity: dict, threads: int = 0, device: str = "cpu"):
         if threads:
             torch.set_num_threads(threads)
+        # Attention-weighted updates push states towards tiny values; denormal arithmetic is many times
+        # slower on x86 CPUs, and flushing it to zero changes scores far below float32 resolution.
+        torch.set_flush_denormal(True)
         self.model = model.to(device).eval()
         self.identity = identity
         self.device = device

@@ -1,0 +1,223 @@
+"""CPU scoring throughput of candidate ads: our engines vs the naive per-pair path vs DeepCTR-Torch.
+
+Same requests (T = 100 history, 50 candidates per request), same DIEN sizes (embeddings 18, GRU 36,
+MLP 200-80, bilinear attention). Each engine runs in its own process (so peak RSS is its own);
+this machine's fp32 GEMM peak is measured in the same run.
+
+    python bench/score.py --requests 2000 --threads 2
+    python bench/score.py --rss-pairs 10000000      # also: peak RSS of `dien-batch score` on 10M pairs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+T, K, H, E = 100, 50, 36, 18
+N_USERS, N_ITEMS, N_CATS = 50_000, 200_000, 2_000
+
+
+def flops_per_pair() -> dict:
+    """Multiply-adds x 2 for one scored pair: the user side shared by K candidates, the rest per pair."""
+    gru = T * (2 * 2 * E * 3 * H + 2 * H * 3 * H)  # extractor: input and recurrent products per step
+    projection = T * 2 * H * 3 * H  # AUGRU input projection of the states
+    attention = 2 * 2 * E * H + T * 2 * H  # query projection + scores
+    augru = T * (2 * H * 3 * H + 30 * H)  # recurrent product + gates per step
+    head_in = E + 3 * 2 * E + H
+    head = 2 * (head_in * 200 + 200 * 80 + 80)
+    return {"shared": gru + projection, "per_pair": attention + augru + head,
+            "total": (gru + projection) / K + attention + augru + head}
+
+
+def make_data(work: Path, n_requests: int) -> Path:
+    """A trained-shape DIEN (random weights), its vocabulary and requests, as the pipeline writes them."""
+    import torch
+
+    from dien_batch import schema
+    from dien_batch.model import store
+    from dien_batch.model.zoo import CTRModel, ModelConfig
+
+    features, model_dir = work / "features", work / "model"
+    (features / "requests").mkdir(parents=True, exist_ok=True)
+    (features / "vocab").mkdir(exist_ok=True)
+    model_dir.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name, n in (("user", N_USERS), ("item", N_ITEMS), ("category", N_CATS)):
+        cols = {"id": [f"{name}{i}" for i in range(n)], "idx": np.arange(n, dtype=np.int32),
+                "count": np.ones(n, np.int64)}
+        if name == "item":
+            cols["category_idx"] = rng.integers(2, N_CATS, n).astype(np.int32)
+        pq.write_table(pa.table(cols, schema=schema.ITEM_VOCAB if name == "item" else schema.VOCAB),
+                       features / "vocab" / f"{name}.parquet")
+    R = n_requests
+    lengths = rng.integers(T // 2, T + 1, R)
+
+    def lists(values, lens, typ):
+        return pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)),
+                                        pa.array(values, typ))
+
+    cand = rng.integers(2, N_ITEMS, R * K)
+    table = pa.table({
+        "request_id": [f"r{i}" for i in range(R)], "user_id": [f"u{i}" for i in range(R)],
+        "user_idx": pa.array(rng.integers(2, N_USERS, R).astype(np.int32)),
+        "ts": pa.array(np.arange(R, dtype=np.int64)),
+        "hist_item_idx": lists(rng.integers(2, N_ITEMS, lengths.sum()).astype(np.int32), lengths, pa.int32()),
+        "hist_category_idx": lists(rng.integers(2, N_CATS, lengths.sum()).astype(np.int32), lengths, pa.int32()),
+        "hist_len": pa.array(lengths.astype(np.int32)), "hist_last_ts": pa.array(np.zeros(R, np.int64)),
+        "cand_item_id": lists(np.array([f"i{c}" for c in cand]), np.full(R, K), pa.string()),
+        "cand_category_id": lists(np.array(["c"] * (R * K)), np.full(R, K), pa.string()),
+        "cand_item_idx": lists(cand.astype(np.int32), np.full(R, K), pa.int32()),
+        "cand_category_idx": lists(rng.integers(2, N_CATS, R * K).astype(np.int32), np.full(R, K), pa.int32()),
+    })
+    table = table.append_column("cand_label", pa.nulls(R, pa.list_(pa.int32())))
+    for name, typ in (("cand_bid", pa.float64()), ("cand_p_true", pa.float64()), ("cand_position", pa.int32())):
+        table = table.append_column(name, pa.nulls(R, pa.list_(typ)))
+    pq.write_table(table.select(schema.REQUESTS.names).cast(schema.REQUESTS), features / "requests" / "part-0.parquet",
+                   row_group_size=1000)
+    torch.manual_seed(0)
+    model = CTRModel(ModelConfig("dien", N_USERS, N_ITEMS, N_CATS)).eval()
+    store.save(model, model_dir, vocab_hash=store.vocab_fingerprint(features / "vocab"), data_manifest_hash="bench",
+               extra={"features": str(features)})
+    subprocess.run([sys.executable, "-m", "dien_batch", "compile", "--model", str(model_dir), "--out",
+                    str(work / "dien.onnx"), "--requests", str(features / "requests"), "-q"], check=True, cwd=ROOT)
+    return features
+
+
+def run_engine(name: str, work: Path, threads: int) -> dict:
+    """In this (child) process: score the requests with one implementation; pairs/s and peak RSS."""
+    import torch
+
+    from dien_batch.model import store
+    from engines.base import open_engine
+    from engines.requests import REQUEST_COLUMNS, request_inputs
+
+    torch.set_num_threads(threads)
+    table = pq.read_table(work / "features" / "requests", columns=REQUEST_COLUMNS)
+    pairs = table.num_rows * K
+    start = time.perf_counter()
+    if name in ("torch", "onnx"):
+        from engines.scoring import score_table
+
+        engine = open_engine(work / "model" if name == "torch" else work / "dien.onnx", name, threads)
+        score_table(engine, table, 512)
+    elif name == "naive":  # every pair carries its own copy of the history through the whole model
+        model, _ = store.load(work / "model")
+        with torch.inference_mode():
+            for i in range(0, table.num_rows, 20):
+                r = request_inputs(table.slice(i, 20))
+                n = len(r["user"])
+                batch = {"user": torch.from_numpy(r["user"]).repeat_interleave(K),
+                         "hist_item": torch.from_numpy(r["hist_item"]).repeat_interleave(K, 0),
+                         "hist_cat": torch.from_numpy(r["hist_cat"]).repeat_interleave(K, 0),
+                         "hist_len": torch.from_numpy(r["hist_len"]).repeat_interleave(K),
+                         "item": torch.from_numpy(r["cand_item"]).reshape(n * K),
+                         "cat": torch.from_numpy(r["cand_cat"]).reshape(n * K)}
+                model(batch)
+    elif name == "deepctr":
+        from deepctr_torch.inputs import DenseFeat, SparseFeat, VarLenSparseFeat
+        from deepctr_torch.models import DIEN
+
+        cols = [SparseFeat("user", N_USERS, embedding_dim=E), SparseFeat("item_id", N_ITEMS, embedding_dim=E),
+                SparseFeat("cate_id", N_CATS, embedding_dim=E), DenseFeat("seq_length", 1)]
+        for feat, base, vocab in (("hist_item_id", "item_id", N_ITEMS), ("hist_cate_id", "cate_id", N_CATS),
+                                  ("neg_hist_item_id", "item_id", N_ITEMS), ("neg_hist_cate_id", "cate_id", N_CATS)):
+            cols.append(VarLenSparseFeat(SparseFeat(feat, vocab, embedding_dim=E, embedding_name=base), maxlen=T,
+                                         length_name="seq_length"))
+        model = DIEN(cols, ["item_id", "cate_id"], gru_type="AUGRU", use_negsampling=True, dnn_hidden_units=(200, 80),
+                     att_hidden_units=(80, 40), dnn_activation="prelu", att_activation="sigmoid", device="cpu")
+        r = request_inputs(table)
+        x = {"user": np.repeat(r["user"], K), "item_id": r["cand_item"].ravel(), "cate_id": r["cand_cat"].ravel(),
+             "hist_item_id": np.repeat(np.pad(r["hist_item"], ((0, 0), (0, T - r["hist_item"].shape[1]))), K, 0),
+             "hist_cate_id": np.repeat(np.pad(r["hist_cat"], ((0, 0), (0, T - r["hist_cat"].shape[1]))), K, 0),
+             "seq_length": np.repeat(r["hist_len"], K)}
+        x["neg_hist_item_id"], x["neg_hist_cate_id"] = x["hist_item_id"], x["hist_cate_id"]  # required by its predict
+        start = time.perf_counter()
+        model.predict(x, batch_size=4096)
+    seconds = time.perf_counter() - start
+    return {"engine": name, "pairs": pairs, "seconds": seconds, "pairs_per_s": pairs / seconds,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def gemm_peak(threads: int) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    a = torch.randn(2048, 2048)
+    a @ a
+    start = time.perf_counter()
+    for _ in range(10):
+        a @ a
+    return 10 * 2 * 2048**3 / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "dien-bench-score")
+    parser.add_argument("--engines", nargs="+", default=["torch", "onnx", "naive", "deepctr"])
+    parser.add_argument("--rss-pairs", type=int, default=0, help="also score this many pairs with the CLI")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_engine(args.child, args.work, args.threads)))
+        return
+    if not (args.work / "features" / "requests").exists():
+        make_data(args.work, args.requests)
+    flops = flops_per_pair()
+    peak = gemm_peak(args.threads)
+    print(f"work per pair (T={T}, K={K}, H={H}): {flops['total'] / 1e6:.2f} MFLOP "
+          f"(user side {flops['shared'] / 1e6:.2f} MFLOP per request, shared by {K} candidates; per pair "
+          f"{flops['per_pair'] / 1e6:.2f} MFLOP); fp32 GEMM peak here: {peak / 1e9:.0f} GFLOP/s", flush=True)
+    results = []
+    for name in args.engines:
+        out = subprocess.run([sys.executable, __file__, "--child", name, "--work", str(args.work), "--threads",
+                              str(args.threads)], capture_output=True, text=True, cwd=ROOT)
+        if out.returncode:
+            print(f"{name} failed: {out.stderr[-800:]}", flush=True)
+            continue
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(results[-1], flush=True)
+    by = {r["engine"]: r for r in results}
+    print("\n| implementation | pairs/s | effective GFLOP/s (% of GEMM peak) | peak RSS MB | vs DeepCTR-Torch "
+          "| vs naive |")
+    print("|---|---:|---:|---:|---:|---:|")
+    labels = {"torch": "dien-batch torch engine", "onnx": "dien-batch onnx engine (ORT)",
+              "naive": "naive per-pair PyTorch", "deepctr": "DeepCTR-Torch 0.3.0 DIEN predict"}
+    def ratio(r: dict, key: str) -> str:
+        return f"{r['pairs_per_s'] / by[key]['pairs_per_s']:.1f}x" if key in by else "-"
+
+    for r in results:
+        gflops = r["pairs_per_s"] * flops["total"] / 1e9
+        print(f"| {labels[r['engine']]} | {r['pairs_per_s']:,.0f} | {gflops:.1f} ({100 * gflops * 1e9 / peak:.0f}%) "
+              f"| {r['peak_rss_mb']:,.0f} | {ratio(r, 'deepctr')} | {ratio(r, 'naive')} |")
+    if args.rss_pairs:
+        big = args.work / "big"
+        if not (big / "features" / "requests").exists():
+            make_data(big, args.rss_pairs // K)
+        cmd = [sys.executable, "-c", "import resource, sys; from dien_batch.cli import main; sys.argv = sys.argv[1:]; "
+               "code = 0\ntry: main()\nexcept SystemExit as e: code = e.code\n"
+               "print('peak RSS MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(code)",
+               "dien-batch", "score", "--model", str(big / "model"), "--requests", str(big / "features" / "requests"),
+               "--out", str(big / "scores"), "--overwrite", "-q", "--threads", str(args.threads)]
+        start = time.perf_counter()
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        print(f"\n`dien-batch score` on {args.rss_pairs:,} pairs: {out.stdout.strip()} "
+              f"({time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
