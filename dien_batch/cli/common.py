@@ -8,7 +8,7 @@ import click
 
 from .. import ui
 from ..config import options_for, read_toml
-from ..errors import EXIT_CODES, DienBatchError, UsageError
+from ..errors import EXIT_CODES, DienBatchError
 
 EXIT_CODE_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -84,7 +84,3 @@ class DienBatchGroup(click.Group):
                        err=True)
             ctx.exit(1)
 
-
-def not_built(title: str) -> None:
-    """Body of a command whose issue has not landed yet: exit 2 and say so."""
-    raise UsageError(f"not built yet: this command arrives with the issue \"{title}\"")
