@@ -21,6 +21,7 @@ $(BIN)/python:
 
 .setup-stamp-dev: .setup-stamp
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	@scripts/ensure-chromium
 	touch $@
 
 setup: .setup-stamp
