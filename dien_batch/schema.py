@@ -65,7 +65,3 @@ SCORES = pa.schema([
 
 SEQUENCE_COLUMNS = ("hist_item_idx", "hist_category_idx", "neg_item_idx", "neg_category_idx")
 
-
-def schema_fingerprint(schema: pa.Schema) -> list[list[str]]:
-    """A JSON-able description of a schema for manifests and compatibility checks."""
-    return [[f.name, str(f.type)] for f in schema]

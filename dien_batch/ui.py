@@ -20,11 +20,6 @@ def info(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def debug(message: str) -> None:
-    if VERBOSITY.level >= 1:
-        print(message, file=sys.stderr, flush=True)
-
-
 def progress(iterable: Iterable | None = None, *, total: float | None = None, desc: str = "",
              unit: str = "it", unit_scale: bool = True):
     """A tqdm bar on stderr, silent under --quiet or when stderr is not a terminal and CI is set."""

@@ -343,7 +343,7 @@ def _rejects(spark, inputs: Inputs, keys, distinct_events, distinct_imps, too_fe
     return out
 
 
-def _validate(spark, root: Path, report_dir: Path, sizes: quality.VocabSizes, max_len: int):
+def _validate(spark, root: Path, validator: quality.Validator, sizes: quality.VocabSizes, max_len: int):
     """Run the sample and request suites on a written dataset; returns (rows per split, validator)."""
     from pyspark.sql import functions as F
 
@@ -354,7 +354,6 @@ def _validate(spark, root: Path, report_dir: Path, sizes: quality.VocabSizes, ma
         samples = part if samples is None else samples.unionByName(part)
     counts = {r["split"]: {"rows": r["n"], "positive_rate": r["pos"] and round(r["pos"], 6)} for r in
               samples.groupBy("split").agg(F.count("*").alias("n"), F.avg("label").alias("pos")).collect()}
-    validator = quality.Validator(report_dir)
     validator.run("samples", samples, quality.samples_suite(sizes, max_len, POSITIVE_RATE_BOUNDS))
     requests = spark.read.schema(arrow_to_ddl(schema.REQUESTS)).parquet(str(root / "requests"))
     validator.run("requests", requests, quality.requests_suite(sizes, max_len))
@@ -447,7 +446,10 @@ def run(cfg: BuildConfig, spark=None) -> dict:
         for df in persisted:
             df.unpersist()
         with timer("validation"):
-            split_counts, validator = _validate(spark, tmp, tmp / "validation", sizes, cfg.max_len)
+            validator = quality.Validator(tmp / "validation")  # GX drops Spark's cache: run it last
+            validator.run("events", _good(_event_rows(spark, inputs), inputs, "user", "item", "category", "ts"),
+                          quality.events_suite(inputs.ts_range))
+            split_counts, validator = _validate(spark, tmp, validator, sizes, cfg.max_len)
         bar.update()
         bar.close()
         n_requests = pq.ParquetDataset(tmp / "requests").read(columns=["hist_len"]).num_rows
@@ -509,6 +511,6 @@ def validate_dataset(features: str, master: str = "local[2]", spark=None) -> dic
     sizes = quality.VocabSizes(*(pq.read_metadata(root / "vocab" / f"{n}.parquet").num_rows for n in VOCABS))
     spark = spark or spark_session(master)
     with atomic_output_dir(root / "validation") as tmp:
-        counts, validator = _validate(spark, root, tmp, sizes, int(manifest["params"]["max_len"]))
+        counts, validator = _validate(spark, root, quality.Validator(tmp), sizes, int(manifest["params"]["max_len"]))
     return {"samples": counts, "validation": validator.summary(),
             "success": all(o.success for o in validator.outcomes)}
