@@ -79,17 +79,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/dien-quality"))
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     args = parser.parse_args()
     for name in args.datasets:
         features(args.work, name)
-    jobs = [(d, r, s, args.work) for d in args.datasets for r in RUNS for s in SEEDS]
+    jobs = [(d, r, s, args.work) for d in args.datasets for r in args.runs for s in args.seeds]
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(train_one, jobs))
     (args.work / "results.json").write_text(json.dumps(results, indent=1))
     print("| model | " + " | ".join(f"{d} AUC | {d} GAUC" for d in args.datasets) + " |")
     print("|---|" + "---:|---:|" * len(args.datasets))
-    for run in RUNS:
+    for run in args.runs:
         cells = []
         for d in args.datasets:
             mine = [r for r in results if r["dataset"] == d and r["run"] == run]

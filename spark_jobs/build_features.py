@@ -56,6 +56,7 @@ class BuildConfig:
     vocab: str | None = None
     min_ts: str | None = None
     max_ts: str | None = None
+    until: str | None = None
     seed: int = 0
     master: str = "local[2]"
     driver_memory: str = "4g"
@@ -118,6 +119,7 @@ class Inputs:
         self.ts_range = (_epoch(cfg.min_ts or low, "--min-ts"),
                          _epoch(cfg.max_ts, "--max-ts") if cfg.max_ts else
                          _epoch(high, "--max-ts") if high else int(time.time()) + 1)
+        self.until = _epoch(cfg.until, "--until") if cfg.until else None
         self.behaviors = [b.strip() for b in cfg.behaviors.split(",") if b.strip()]
         self.tables = {"events": resolve("events", data_files(events), self.spec.events)}
         if "meta" in self.paths:
@@ -141,8 +143,15 @@ def _count_by_reason(df) -> tuple[int, int, dict[str, int]]:
     return total, filtered, rejected
 
 
+def _not_yet(inputs: Inputs):
+    """True for a row at or after --until: not bad, just later than the data being built (filtered)."""
+    from pyspark.sql import functions as F
+
+    return F.lit(False) if inputs.until is None else F.coalesce(F.col("ts") >= inputs.until, F.lit(False))
+
+
 def _event_rows(spark, inputs: Inputs, with_source: bool = False):
-    """Every event row with `_reason` (row rules) and `_filtered` (excluded by --behaviors)."""
+    """Every event row with `_reason` (row rules) and `_filtered` (excluded by --behaviors or --until)."""
     from pyspark.sql import functions as F
 
     ev = read_table(spark, inputs.tables["events"], inputs.ts_range, with_source)
@@ -152,14 +161,14 @@ def _event_rows(spark, inputs: Inputs, with_source: bool = False):
         ev = ev.join(categories, "item", "left").withColumn(
             "_reason", F.coalesce("_reason", F.when(F.col("category").isNull(), F.lit("missing_category"))))
     selected = F.col("behavior").isin(*inputs.behaviors) if "behavior" in ev.columns else F.lit(True)
-    return ev.withColumn("_filtered", ~F.coalesce(selected, F.lit(False)))
+    return ev.withColumn("_filtered", ~F.coalesce(selected, F.lit(False)) | _not_yet(inputs))
 
 
 def _impression_rows(spark, inputs: Inputs, with_source: bool = False):
     from pyspark.sql import functions as F
 
     rows = read_table(spark, inputs.tables["impressions"], inputs.ts_range, with_source)
-    return rows.withColumn("_filtered", F.lit(False))
+    return rows.withColumn("_filtered", _not_yet(inputs))
 
 
 def _good(df, inputs: Inputs, *columns):

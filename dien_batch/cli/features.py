@@ -50,6 +50,7 @@ dien-batch build-features --events day2 --format synth --vocab features/vocab --
               help="Reuse this vocabulary (a previous OUT/vocab) so ids stay stable across nights.")
 @click.option("--min-ts", help="Reject events before this date (default 1995-01-01).")
 @click.option("--max-ts", help="Reject events at or after this date (default now).")
+@click.option("--until", help="Build as of this date: rows at or after it are left out (counted as filtered).")
 @click.option("--master", default="local[2]", show_default=True, help="Spark master URL.")
 @click.option("--driver-memory", default="4g", show_default=True, help="Spark driver memory.")
 def build_features(seed: int, **options) -> None:

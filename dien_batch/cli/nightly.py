@@ -72,7 +72,7 @@ def run_night(cfg: dict, day: str) -> tuple[Path, list[str]]:
             events=cfg["events"].format(**fill),
             impressions=cfg.get("impressions") and cfg["impressions"].format(**fill),
             fmt=cfg.get("format", "auto"), vocab=cfg["vocab"], split=f"time:{day}",
-            max_ts=(start + timedelta(days=1)).isoformat(), max_len=cfg.get("max_len", 100),
+            until=(start + timedelta(days=1)).isoformat(), max_len=cfg.get("max_len", 100),
             candidates=cfg.get("candidates", 20), out=str(work / "features"), master=cfg.get("master", "local[2]")))
     except DataValidationError as exc:
         return reports / day, [f"validation: {exc}"]
