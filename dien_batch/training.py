@@ -125,7 +125,8 @@ def train(cfg: TrainConfig) -> dict:
         history.append(record)
         valid_auc = valid["auc"] if valid["auc"] is not None and not math.isnan(valid["auc"]) else -math.inf
         ui.info(f"epoch {epoch}: loss {record['train_loss']:.4f} aux {record['train_aux_loss']:.4f} "
-                f"valid auc {valid['auc']} gauc {valid['gauc']} ({record['train_samples_per_s']:.0f} samples/s)")
+                f"valid auc {ui.fmt_metric(valid['auc'])} gauc {ui.fmt_metric(valid['gauc'])} "
+                f"({record['train_samples_per_s']:.0f} samples/s)")
         if valid_auc > best_auc:
             best_auc, best, stale = valid_auc, (epoch, copy.deepcopy(model.state_dict())), 0
         else:

@@ -29,6 +29,11 @@ def progress(iterable: Iterable | None = None, *, total: float | None = None, de
                 disable=VERBOSITY.level < 0, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
 
 
+def fmt_metric(x: float | None, digits: int = 4) -> str:
+    """A metric for people: fixed digits, '-' when undefined (e.g. GAUC with one sample per user)."""
+    return "-" if x is None or x != x else f"{x:.{digits}f}"
+
+
 def fmt_count(n: float) -> str:
     return f"{n:,.0f}" if float(n).is_integer() else f"{n:,.4g}"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import io
+import warnings
 
 import onnx
 import torch
@@ -39,8 +40,11 @@ class _AUGRUNode(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, gx, w_hh, b_hh, att, lengths, variant):
-        return g.op(f"{augru_onnx.DOMAIN}::{augru_onnx.OP}", gx, w_hh, b_hh, att, lengths, variant_s=variant,
-                    plugin_namespace_s=augru_onnx.DOMAIN, plugin_version_s=augru_onnx.PLUGIN_VERSION, aot_i=1)
+        out = g.op(f"{augru_onnx.DOMAIN}::{augru_onnx.OP}", gx, w_hh, b_hh, att, lengths, variant_s=variant,
+                   plugin_namespace_s=augru_onnx.DOMAIN, plugin_version_s=augru_onnx.PLUGIN_VERSION, aot_i=1)
+        rows = (gx.type().varyingSizes() or [None])[0]
+        out.setType(gx.type().with_sizes([rows, w_hh.type().sizes()[1]]))  # [B, H]: shape inference needs it
+        return out
 
 
 class ScoringGraph(torch.nn.Module):
@@ -72,7 +76,8 @@ def export(model: CTRModel) -> onnx.ModelProto:
     buffer = io.BytesIO()
     dims = {"user": {0: "R"}, "hist_item": {0: "R", 1: "T"}, "hist_cat": {0: "R", 1: "T"}, "hist_len": {0: "R"},
             "cand_item": {0: "R", 1: "K"}, "cand_cat": {0: "R", 1: "K"}, "pctr": {0: "R", 1: "K"}}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
         torch.onnx.export(graph, example_inputs(), buffer, input_names=list(INPUT_NAMES), output_names=["pctr"],
                           dynamic_axes=dims, opset_version=OPSET, dynamo=False,
                           custom_opsets={augru_onnx.DOMAIN: 1} if model.config.model in ("gru_augru", "dien") else None)

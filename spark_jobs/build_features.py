@@ -165,7 +165,6 @@ def _event_rows(spark, inputs: Inputs, with_source: bool = False):
 
 
 def _impression_rows(spark, inputs: Inputs, with_source: bool = False):
-    from pyspark.sql import functions as F
 
     rows = read_table(spark, inputs.tables["impressions"], inputs.ts_range, with_source)
     return rows.withColumn("_filtered", _not_yet(inputs))

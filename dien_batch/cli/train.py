@@ -43,9 +43,10 @@ def train(**options) -> None:
 
     metrics = run(TrainConfig(**options))
     test = metrics["test"]
-    rows = [(f"epoch {e['epoch']}", f"loss {e['train_loss']:.4f}  valid auc {e['valid']['auc']:.4f}  "
-             f"gauc {e['valid']['gauc']:.4f}  {e['train_samples_per_s']:,.0f} samples/s") for e in metrics["epochs"]]
+    m = ui.fmt_metric
+    rows = [(f"epoch {e['epoch']}", f"loss {e['train_loss']:.4f}  valid auc {m(e['valid']['auc'])}  "
+             f"gauc {m(e['valid']['gauc'])}  {e['train_samples_per_s']:,.0f} samples/s") for e in metrics["epochs"]]
     rows += [("chosen", f"epoch {metrics['chosen_epoch']} (by validation AUC)"),
-             ("test", f"auc {test['auc']:.4f}  gauc {test['gauc']:.4f}  logloss {test['logloss']:.4f}"),
+             ("test", f"auc {m(test['auc'])}  gauc {m(test['gauc'])}  logloss {m(test['logloss'])}"),
              ("parameters", metrics["parameters"]), ("seconds", metrics["seconds"])]
     ui.summary(f"train {options['model']}: wrote {options['out']}", rows)
