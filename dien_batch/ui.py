@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,9 +30,9 @@ def progress(iterable: Iterable | None = None, *, total: float | None = None, de
                 disable=VERBOSITY.level < 0, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
 
 
-def fmt_metric(x: float | None, digits: int = 4) -> str:
-    """A metric for people: fixed digits, '-' when undefined (e.g. GAUC with one sample per user)."""
-    return "-" if x is None or x != x else f"{x:.{digits}f}"
+def fmt_metric(x: float | None, digits: int = 4, missing: str = "-") -> str:
+    """A metric for people: fixed digits, `missing` when undefined (e.g. GAUC with one sample per user)."""
+    return missing if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
 def fmt_count(n: float) -> str:

@@ -6,18 +6,14 @@ goes through Jinja2's autoescaping.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
+from dien_batch import ui
 from dien_batch.io import atomic_write_bytes, read_json
 
 from . import plots
-
-
-def _num(value, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return f"{value:.{digits}f}"
 
 
 def _pct(value) -> str:
@@ -37,7 +33,7 @@ def environment():
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                              autoescape=True, undefined=jinja2.ChainableUndefined)
-    env.globals.update(num=_num, pct=_pct, sci=_sci, fmt_int=_int)
+    env.globals.update(num=functools.partial(ui.fmt_metric, missing="–"), pct=_pct, sci=_sci, fmt_int=_int)
     return env
 
 

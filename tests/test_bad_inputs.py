@@ -55,6 +55,9 @@ META_2014 = """{'asin': 'B1', 'categories': [['Books', 'Fiction']]}
 """
 
 
+CSV_OPTIONS = ["--format", "csv", "--columns", "user=uid,item=iid,category=cat,ts=time"]
+
+
 def build(args, out):
     return CliRunner().invoke(cli, ["build-features", *args, "--out", str(out)])
 
@@ -63,8 +66,7 @@ def test_messy_csv_rows_are_rejected_with_reasons(spark, tmp_path):
     src = tmp_path / "events.csv"
     src.write_bytes(MESSY_CSV)
     out = tmp_path / "out"
-    result = build(["--events", str(src), "--format", "csv", "--columns", "user=uid,item=iid,category=cat,ts=time"],
-                   out)
+    result = build(["--events", str(src), *CSV_OPTIONS], out)
     assert result.exit_code == 0, result.output
     rows = json.loads((out / "manifest.json").read_text())["rows"]["events"]
     assert rows["rejected_by_reason"] == EXPECTED_CSV_REJECTS
@@ -102,8 +104,7 @@ def test_structural_failures_exit_3_before_spark(tmp_path, content, message):
     src = tmp_path / "events.csv"
     src.write_bytes(content)
     out = tmp_path / "out"
-    result = build(["--events", str(src), "--format", "csv", "--columns", "user=uid,item=iid,category=cat,ts=time"],
-                   out)
+    result = build(["--events", str(src), *CSV_OPTIONS], out)
     assert result.exit_code == 3, result.output
     assert message in result.output and "expectation expect_" in result.output
     assert not out.exists()
@@ -114,8 +115,7 @@ def test_failed_validation_publishes_nothing(spark, tmp_path, monkeypatch):
     src.write_bytes(MESSY_CSV)
     out = tmp_path / "out"
     monkeypatch.setattr(build_features, "POSITIVE_RATE_BOUNDS", (0.6, 1.0))  # review data is exactly 0.5
-    result = build(["--events", str(src), "--format", "csv", "--columns", "user=uid,item=iid,category=cat,ts=time"],
-                   out)
+    result = build(["--events", str(src), *CSV_OPTIONS], out)
     assert result.exit_code == 3, result.output
     assert "expect_column_mean_to_be_between(label)" in result.output
     assert not out.exists() and not list(tmp_path.glob(".out.tmp-*"))
@@ -148,7 +148,7 @@ def test_killed_build_leaves_no_output(spark, tmp_path):
     src.write_bytes(MESSY_CSV)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "dien_batch", "build-features", "--events", str(src), "--out", str(out),
-           "--format", "csv", "--columns", "user=uid,item=iid,category=cat,ts=time", "-q"]
+           *CSV_OPTIONS, "-q"]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not list(tmp_path.glob(".out.tmp-*")) and time.time() < deadline and proc.poll() is None:

@@ -54,9 +54,9 @@ def evaluate(seed: int, out: str, position_bias: str | None, **options) -> None:
     rows = []
     for arm in ("model", "baseline"):
         if arm in result and "auc" in result[arm]:
-            r = result[arm]
-            rows.append((arm, f"AUC {r['auc']:.4f}  GAUC {r['gauc']:.4f}  logloss {r['logloss']:.4f}  "
-                              f"PCOC {r['pcoc']:.3f}"))
+            r, m = result[arm], ui.fmt_metric
+            rows.append((arm, f"AUC {m(r['auc'])}  GAUC {m(r['gauc'])}  logloss {m(r['logloss'])}  "
+                              f"PCOC {m(r['pcoc'], 3)}"))
     if "comparison" in result:
         c = result["comparison"]
         rows.append(("comparison", f"RelaImpr {100 * c['rela_impr']:+.2f}%  DeLong p {c['delong']['p_value']:.2g}"))
