@@ -41,7 +41,7 @@ def timed(fn, device: str, repeat: int = 5) -> float:
 
 
 def correctness(device: str, sizes) -> list[tuple[str, float]]:
-    from engines.triton_augru import augru
+    from dien_batch.engines.triton_augru import augru
 
     R, T_, Hs, K_ = sizes
     g = torch.Generator().manual_seed(0)
@@ -88,8 +88,8 @@ def eager_augru(gx, w, b, lengths, att):
 
 
 def speed(device: str, pair_counts: list[int], steps: int, K_: int) -> list[dict]:
-    from engines.cuda_engine import CudaEngine
-    from engines.triton_augru import augru
+    from dien_batch.engines.cuda_engine import CudaEngine
+    from dien_batch.engines.triton_augru import augru
 
     rows = []
     dtype = torch.float16 if device == "cuda" else torch.float32

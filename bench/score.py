@@ -99,17 +99,17 @@ def make_data(work: Path, n_requests: int) -> Path:
 def run_engine(name: str, work: Path, threads: int) -> dict:
     """In this (child) process: score the requests with one implementation; pairs/s and peak RSS."""
     import torch
+    from dien_batch.engines.base import open_engine
+    from dien_batch.engines.requests import REQUEST_COLUMNS, request_inputs
 
     from dien_batch.model import store
-    from engines.base import open_engine
-    from engines.requests import REQUEST_COLUMNS, request_inputs
 
     torch.set_num_threads(threads)
     table = pq.read_table(work / "features" / "requests", columns=REQUEST_COLUMNS)
     pairs = table.num_rows * K
     start = time.perf_counter()
     if name in ("torch", "onnx"):
-        from engines.scoring import score_table
+        from dien_batch.engines.scoring import score_table
 
         engine = open_engine(work / "model" if name == "torch" else work / "dien.onnx", name, threads)
         score_table(engine, table, 512)

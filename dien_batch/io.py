@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -25,14 +26,24 @@ def _tmp_siblings(out: Path) -> list[Path]:
     return sorted(out.parent.glob(f".{out.name}{TMP_MARK}*")) if out.parent.exists() else []
 
 
+def _restore_set_aside(out: Path) -> None:
+    """Put back the previous output a crash left aside between the renames (the newest, if several)."""
+    aside = [p for p in _tmp_siblings(out) if p.name.startswith(f".{out.name}{TMP_MARK}old-")]
+    if aside and not out.exists():
+        newest = max(aside, key=lambda p: p.stat().st_mtime)
+        os.replace(newest, out)
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a fresh temporary directory; on success rename it to `out`, on failure remove it.
 
-    Leftovers of killed runs (hidden temp siblings) are removed first, so a re-run starts clean.
-    An existing `out` is replaced only after the new one is complete.
+    Leftovers of killed runs (hidden temp siblings) are removed first, so a re-run starts clean; a run
+    killed between its two renames left the previous `out` aside as `.NAME.tmp-old-*`: it is put back
+    first. An existing `out` is replaced only after the new one is complete.
     """
     out = Path(out).absolute()
+    _restore_set_aside(out)
     if out.exists() and not overwrite:
         raise UsageError(f"{out} exists; pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -65,8 +76,23 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def strict_json(obj: object) -> object:
+    """The same structure with every non-finite float (NaN, inf) as None: JSON has no NaN."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict_json(v) for v in obj]
+    if hasattr(obj, "item") and hasattr(obj, "dtype"):  # NumPy scalars
+        return strict_json(obj.item())
+    return obj
+
+
 def write_json(path: str | Path, obj: object) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+    """Strict JSON (undefined numbers as null; `allow_nan=False` refuses anything else), atomically."""
+    text = json.dumps(strict_json(obj), indent=2, sort_keys=True, default=str, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def read_json(path: str | Path) -> dict:

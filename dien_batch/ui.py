@@ -35,6 +35,11 @@ def fmt_metric(x: float | None, digits: int = 4, missing: str = "-") -> str:
     return missing if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
+def fmt_pct(x: float | None, missing: str = "-") -> str:
+    """A relative change as a signed percentage, `missing` when undefined."""
+    return missing if x is None or not math.isfinite(x) else f"{100 * x:+.2f}%"
+
+
 def fmt_count(n: float) -> str:
     return f"{n:,.0f}" if float(n).is_integer() else f"{n:,.4g}"
 

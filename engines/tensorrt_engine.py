@@ -6,8 +6,8 @@ and ONNX parser; TensorRT cannot be installed on the machines this project is bu
 is verified only up to what needs no TensorRT (the PTX it embeds, the ONNX node it binds; see the README).
 
 The ONNX export's `dien::AUGRU` node (op_type AUGRU, plugin_namespace "dien", plugin_version "1",
-aot=1) is bound by the parser to the plugin registered here; the plan embeds the kernel's PTX and runs
-without Python.
+aot=1) is bound by the parser to the plugin of `tensorrt_plugin`; the plan embeds the kernel's PTX and
+runs without Python.
 """
 
 from __future__ import annotations
@@ -20,66 +20,11 @@ from dien_batch.errors import UsageError
 
 from . import manifest
 from .requests import INPUT_NAMES
+from .tensorrt_plugin import register_plugin
+from .tensorrt_plugin import tensorrt as _tensorrt
 
-PLUGIN_ID = "dien::AUGRU"
-BLOCK_B = 64
 # Optimization profile: requests per batch, history length, candidates per request (min, opt, max).
 PROFILE = {"R": (1, 512, 4096), "T": (1, 100, 200), "K": (1, 50, 256)}
-_registered = False
-
-
-def _tensorrt():
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise UsageError("TensorRT is not installed: install it from NVIDIA's package index (tensorrt >= 10.9), "
-                         "or score on the GPU without a plan: dien-batch score --engine fp16 --model DIR") from exc
-    return trt
-
-
-def register_plugin() -> None:
-    """Register `dien::AUGRU` with its shape function, type combinations and AOT implementation."""
-    global _registered
-    if _registered:
-        return
-    trt = _tensorrt()
-    import tensorrt.plugin as trtp
-
-    from .triton_augru import compile_ptx, drop_scratch_params
-
-    @trtp.register(PLUGIN_ID)
-    def describe(gx: trtp.TensorDesc, w_hh: trtp.TensorDesc, b_hh: trtp.TensorDesc, att: trtp.TensorDesc,
-                 lengths: trtp.TensorDesc, variant: str) -> trtp.TensorDesc:
-        out = gx.like()
-        out.dtype = trt.float32
-        shape = trtp.ShapeExprs(2)
-        shape[0], shape[1] = gx.shape_expr[0], w_hh.shape_expr[1]
-        out.shape_expr = shape
-        return out
-
-    @trtp.autotune(PLUGIN_ID)
-    def combinations(gx, w_hh, b_hh, att, lengths, outputs) -> list:
-        return [trtp.AutoTuneCombination("FP16, FP16, FP16, FP16, INT64, FP32"),
-                trtp.AutoTuneCombination("FP32, FP32, FP32, FP32, INT64, FP32")]
-
-    @trtp.aot_impl(PLUGIN_ID)
-    def ahead_of_time(gx: trtp.TensorDesc, w_hh: trtp.TensorDesc, b_hh: trtp.TensorDesc, att: trtp.TensorDesc,
-                      lengths: trtp.TensorDesc, variant: str, outputs: tuple, tactic: int):
-        hidden = w_hh.shape_expr[1]
-        if not hidden.is_constant:
-            raise ValueError("dien::AUGRU needs a constant hidden size")
-        compiled = compile_ptx("fp16" if gx.dtype == trt.float16 else "fp32", variant, int(hidden.constant_value),
-                               BLOCK_B)
-        rows, steps = gx.shape_expr[0], gx.shape_expr[1]
-        launch = trtp.KernelLaunchParams()
-        launch.grid_x = trtp.cdiv(rows, BLOCK_B)
-        launch.block_x = compiled["metadata"].num_warps * 32
-        launch.shared_mem = compiled["metadata"].shared
-        scalars = trtp.SymIntExprs(2)
-        scalars[0], scalars[1] = trtp.SymInt32(rows), trtp.SymInt32(steps)
-        return compiled["name"], drop_scratch_params(compiled), launch, scalars
-
-    _registered = True
 
 
 class TensorRTEngine:

@@ -159,7 +159,7 @@ KERNEL_SIGNATURE = ("gx_ptr", "w_ptr", "b_ptr", "att_ptr", "len_ptr", "n_rows", 
 
 
 def compile_ptx(dtype: str = "fp16", variant: str = "paper", H: int = 36, block_b: int = 64, arch: int = 90,
-                lengths: str = "i64", specialize: bool = True) -> dict:
+                lengths: str = "i64", specialize: bool = True, out_dtype: str = "fp32") -> dict:
     """Compile `augru_kernel` for an NVIDIA target without a GPU (Triton ships ptxas): PTX, cubin, metadata.
 
     With `specialize`, K = 1 and H are compiled in as constants (the `dien::AUGRU` contract), leaving
@@ -171,7 +171,8 @@ def compile_ptx(dtype: str = "fp16", variant: str = "paper", H: int = 36, block_
 
     ptr = f"*{dtype}"
     signature = {"gx_ptr": ptr, "w_ptr": ptr, "b_ptr": ptr, "att_ptr": ptr, "len_ptr": f"*{lengths}",
-                 "n_rows": "i32", "T": "i32", "K": "i32", "H": "i32", "out_ptr": "*fp32", "VARIANT": "constexpr",
+                 "n_rows": "i32", "T": "i32", "K": "i32", "H": "i32",
+                 "out_ptr": f"*{out_dtype}", "VARIANT": "constexpr",
                  "BLOCK_B": "constexpr", "BLOCK_H": "constexpr", "IEEE": "constexpr"}
     _, block_h = block_sizes(H, block_b)
     constexprs = {"VARIANT": VARIANTS[variant], "BLOCK_B": block_b, "BLOCK_H": block_h, "IEEE": dtype == "fp32"}

@@ -31,11 +31,12 @@ img { max-width: 100%; }</style></head><body>
 def nights(reports: str | Path) -> list[dict]:
     out = []
     for folder in sorted(Path(reports).iterdir()) if Path(reports).exists() else []:
-        if not (folder / "metrics.json").exists() or not (folder / "nightly.json").exists():
+        if not (folder / "nightly.json").exists():
             continue
-        m, status = read_json(folder / "metrics.json"), read_json(folder / "nightly.json")
+        status = read_json(folder / "nightly.json")  # a night that failed validation has no metrics
+        m = read_json(folder / "metrics.json") if (folder / "metrics.json").exists() else {}
         gains = m.get("simulation", {}).get("gains", {})
-        out.append({"date": folder.name, "model": {k: m["model"].get(k) for k in ("auc", "gauc", "pcoc")},
+        out.append({"date": folder.name, "model": {k: m.get("model", {}).get(k) for k in ("auc", "gauc", "pcoc")},
                     "baseline": {k: m.get("baseline", {}).get(k) for k in ("auc", "gauc")},
                     "ctr_gain": gains.get("ctr"), "ecpm_gain": gains.get("ecpm"), "failed": status["failed"]})
     return out

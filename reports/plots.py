@@ -77,8 +77,10 @@ def gains(m: dict) -> str | None:
     g = m.get("simulation", {}).get("gains")
     if not g:
         return None
+    names = [n for n in ("ctr", "ppc", "ecpm") if g.get(n) is not None and g.get(f"{n}_lo") is not None]
+    if not names:
+        return None
     plt, fig, ax = _figure(4.5, 2.8)
-    names = ["ctr", "ppc", "ecpm"]
     values = [100 * g[n] for n in names]
     errors = [[100 * (g[n] - g[f"{n}_lo"]) for n in names], [100 * (g[f"{n}_hi"] - g[n]) for n in names]]
     ax.bar([n.upper() for n in names], values, yerr=errors, capsize=5,

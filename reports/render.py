@@ -37,6 +37,26 @@ def environment():
     return env
 
 
+FAILED_NIGHT = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>body { font: 14px/1.45 system-ui, sans-serif; max-width: 1080px; margin: 0 auto; padding: 1.5em; }
+.bad { color: #c62828; }</style></head><body>
+<h1>{{ title }}</h1>
+<p class="bad"><strong>Nothing was scored or evaluated this night.</strong></p>
+<ul>{% for reason in failed %}<li class="bad">{{ reason }}</li>{% endfor %}</ul>
+{% if validation %}<p>Validation report: <code>{{ validation }}</code></p>{% endif %}
+</body></html>
+"""
+
+
+def render_failed(directory: str | Path, title: str, failed: list[str], validation: str | None = None) -> Path:
+    """DIRECTORY/report.html for a night that stopped before evaluation: what stopped it, escaped."""
+    out = Path(directory) / "report.html"
+    html = environment().from_string(FAILED_NIGHT).render(title=title, failed=failed, validation=validation)
+    atomic_write_bytes(out, html.encode())
+    return out
+
+
 def render(directory: str | Path, title: str | None = None) -> Path:
     """Write DIRECTORY/report.html from DIRECTORY/metrics.json; returns its path."""
     directory = Path(directory)

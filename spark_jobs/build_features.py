@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from dien_batch import schema, ui
 from dien_batch.data import samples as builder
-from dien_batch.data.formats import find_meta, format_spec, impressions_spec, parse_columns, sniff
+from dien_batch.data.formats import find_meta, format_spec, impressions_spec, item_table_spec, parse_columns, sniff
 from dien_batch.errors import DataValidationError, UsageError
 from dien_batch.io import Timer, atomic_output_dir, data_files, hash_inputs, library_versions, read_json, write_json
 
@@ -33,6 +33,7 @@ from .readers import good_rows, read_table, resolve
 MIN_TS_DEFAULT = "1995-01-01"
 POSITIVE_RATE_BOUNDS = (0.0005, 0.9995)
 SPLIT_DIRS = dict(enumerate(builder.SPLITS))
+UNKNOWN_CATEGORY = "<unknown>"  # the category of an item the item table does not know
 VOCABS = ("user", "item", "category")
 ROW_GROUP_BYTES = 16 * 1024 * 1024  # small row groups: training shuffles by row group
 
@@ -46,11 +47,14 @@ class BuildConfig:
     impressions: str | None = None
     columns: str | None = None
     sep: str | None = None
+    meta_columns: str | None = None
+    category_sep: str | None = None
     behaviors: str = "pv,buy,cart,fav"
     max_len: int = 100
     samples: str = "all-prefixes"
     max_samples_per_user: int = 20
     split: str = "last"
+    valid_fraction: float = 0.1
     candidates: int = 20
     aux_neg: str = "popularity"
     vocab: str | None = None
@@ -86,6 +90,15 @@ def _split_param(split: str) -> str:
     raise UsageError(f"--split: expected last, time:YYYY-MM-DD or users:FRACTION (0 < f < 0.5), got '{split}'")
 
 
+def _with_validation_window(params: builder.SampleParams, targets, fraction: float) -> str:
+    """`time:CUT:FROM`: the latest `fraction` of the targets before the cut (by time) validate."""
+    from pyspark.sql import functions as F
+
+    cut = int(params.split_value)
+    quantile = targets.filter(F.col("ts") < cut).approxQuantile("ts", [1.0 - fraction], 1e-4)
+    return f"time:{cut}:{int(quantile[0]) if quantile else cut}"
+
+
 def arrow_to_ddl(arrow_schema: pa.Schema) -> str:
     names = {pa.int8(): "tinyint", pa.int32(): "int", pa.int64(): "bigint", pa.float32(): "float",
              pa.float64(): "double", pa.string(): "string"}
@@ -103,7 +116,12 @@ class Inputs:
         fmt, why = (cfg.fmt, "given") if cfg.fmt != "auto" else sniff(cfg.events)
         ui.info(f"format: {fmt} ({why})")
         self.fmt, self.reason = fmt, why
-        self.spec = format_spec(fmt, parse_columns(cfg.columns), cfg.sep)
+        item_table = None
+        if fmt in ("csv", "parquet") and cfg.meta:
+            item_table = item_table_spec(cfg.meta, parse_columns(cfg.meta_columns), cfg.category_sep)
+        elif cfg.meta_columns:
+            raise UsageError("--meta-columns needs --meta ITEM_TABLE and --format csv or parquet")
+        self.spec = format_spec(fmt, parse_columns(cfg.columns), cfg.sep, item_table, cfg.category_sep)
         events, impressions = Path(cfg.events), cfg.impressions
         if fmt == "synth":
             events, impressions = events / "events", impressions or events / "impressions"
@@ -129,18 +147,21 @@ class Inputs:
                                                  impressions_spec(self.paths["impressions"]))
 
 
-def _count_by_reason(df) -> tuple[int, int, dict[str, int]]:
-    """(rows, filtered, {reason: rows}) in one aggregation pass."""
+def _count_by_reason(df) -> tuple[int, int, dict[str, int], int]:
+    """(rows, filtered, {reason: rows}, used rows whose item had no category) in one aggregation pass."""
     from pyspark.sql import functions as F
 
-    total, filtered, rejected = 0, 0, {}
-    for row in df.groupBy("_reason", "_filtered").agg(F.count("*").alias("n")).collect():
+    unknown = F.col("_unknown_category") if "_unknown_category" in df.columns else F.lit(False)
+    total, filtered, rejected, without_category = 0, 0, {}, 0
+    for row in df.groupBy("_reason", "_filtered", unknown.alias("_u")).agg(F.count("*").alias("n")).collect():
         total += row["n"]
         if row["_reason"] is not None:
             rejected[row["_reason"]] = rejected.get(row["_reason"], 0) + row["n"]
         elif row["_filtered"]:
             filtered += row["n"]
-    return total, filtered, rejected
+        elif row["_u"]:
+            without_category += row["n"]
+    return total, filtered, rejected, without_category
 
 
 def _not_yet(inputs: Inputs):
@@ -155,11 +176,12 @@ def _event_rows(spark, inputs: Inputs, with_source: bool = False):
     from pyspark.sql import functions as F
 
     ev = read_table(spark, inputs.tables["events"], inputs.ts_range, with_source)
-    if "meta" in inputs.tables:
+    if "meta" in inputs.tables:  # an item absent from the item table (or without a category there): <unknown>
         meta = read_table(spark, inputs.tables["meta"])
         categories = meta.filter(F.col("_reason").isNull()).groupBy("item").agg(F.min("category").alias("category"))
-        ev = ev.join(categories, "item", "left").withColumn(
-            "_reason", F.coalesce("_reason", F.when(F.col("category").isNull(), F.lit("missing_category"))))
+        ev = (ev.drop("category").join(categories, "item", "left")
+              .withColumn("_unknown_category", F.col("category").isNull())
+              .withColumn("category", F.coalesce("category", F.lit(UNKNOWN_CATEGORY))))
     selected = F.col("behavior").isin(*inputs.behaviors) if "behavior" in ev.columns else F.lit(True)
     return ev.withColumn("_filtered", ~F.coalesce(selected, F.lit(False)) | _not_yet(inputs))
 
@@ -185,8 +207,8 @@ def _build_vocab(events, impressions, reuse: str | None) -> tuple[dict[str, pa.T
 
     stats = {
         "user": events.groupBy(F.col("user").alias("id")).agg(F.count("*").alias("count")),
-        "item": events.groupBy(F.col("item").alias("id")).agg(F.count("*").alias("count"),
-                                                                F.max_by("category", "ts").alias("category")),
+        "item": events.groupBy(F.col("item").alias("id")).agg(  # category: the latest event's (ties: largest)
+            F.count("*").alias("count"), F.max(F.struct("ts", "category")).getField("category").alias("category")),
         "category": events.groupBy(F.col("category").alias("id")).agg(F.count("*").alias("count")),
     }
     stats = {k: v.toArrow() for k, v in stats.items()}
@@ -223,6 +245,11 @@ def _build_vocab(events, impressions, reuse: str | None) -> tuple[dict[str, pa.T
         ids = stats[name]["id"].combine_chunks().sort()
         idx = pc.fill_null(pc.index_in(ids, vocab[name]["id"]), schema.OOV_IDX).cast(pa.int32())
         keys[name] = pa.table({"id": ids, "key": pa.array(np.arange(len(ids), dtype=np.int32)), "idx": idx})
+    # One category per item everywhere (its latest event's, as in the vocabulary): histories and targets agree.
+    item_stats = stats["item"].sort_by("id")
+    item_category = pc.index_in(item_stats["category"], vocab["category"]["id"])
+    keys["item"] = keys["item"].append_column(
+        "category_idx", pc.fill_null(item_category, schema.OOV_IDX).cast(pa.int32()).combine_chunks())
     return vocab, keys
 
 
@@ -231,7 +258,7 @@ def _attach_keys(spark, df, keys: dict[str, pa.Table], roles: dict[str, str]):
     from pyspark.sql import functions as F
 
     for role, name in roles.items():
-        table = keys[name]
+        table = keys[name].select(["id", "key", "idx"])
         lookup = spark.createDataFrame(table.to_pandas()).toDF(role, f"{role}_key", f"{role}_idx")
         df = df.join(F.broadcast(lookup) if table.num_rows <= 2_000_000 else lookup, role, "left")
     return df
@@ -249,9 +276,11 @@ def _distinct_events(spark, good_events, keys):
     """Encoded events, one row per (user, item, ts): duplicates folded into a count `n`."""
     from pyspark.sql import functions as F
 
-    enc = _attach_keys(spark, good_events, keys, {"user": "user", "item": "item", "category": "category"})
+    enc = _attach_keys(spark, good_events, keys, {"user": "user"})
+    items = spark.createDataFrame(keys["item"].to_pandas()).toDF("item", "item_key", "item_idx", "category_idx")
+    enc = enc.join(F.broadcast(items) if keys["item"].num_rows <= 2_000_000 else items, "item", "left")
     return enc.groupBy("user_key", "item_key", "ts").agg(
-        F.count("*").alias("n"), F.first("item_idx").alias("item_idx"), F.min("category_idx").alias("category_idx"))
+        F.count("*").alias("n"), F.first("item_idx").alias("item_idx"), F.first("category_idx").alias("category_idx"))
 
 
 def _distinct_impressions(spark, good_impressions, keys):
@@ -386,6 +415,8 @@ def run(cfg: BuildConfig, spark=None) -> dict:
                                   candidates=cfg.candidates)
     if cfg.max_len < 1 or cfg.candidates < 2 or cfg.max_samples_per_user < 1:
         raise UsageError("--max-len and --max-samples-per-user must be >= 1, --candidates >= 2")
+    if not 0 < cfg.valid_fraction < 1:
+        raise UsageError(f"--valid-fraction must be between 0 and 1, got {cfg.valid_fraction}")
     with timer("structural_checks"):
         inputs = Inputs(cfg)
     review_style = "impressions" not in inputs.tables
@@ -412,6 +443,9 @@ def run(cfg: BuildConfig, spark=None) -> dict:
                 counts["impressions"] = list(_count_by_reason(impressions))
                 good_imps = keep(_good(impressions, inputs, "request", "user", "ts", "item", "category", "clicked",
                                        "bid", "p_true", "position"))
+        if params.split_kind == "time":
+            params = replace(params, split=_with_validation_window(params, good_imps if good_imps is not None
+                                                                   else good_events, cfg.valid_fraction))
         bar.update()
         if counts["events"][0] - counts["events"][1] - sum(counts["events"][2].values()) == 0:
             raise DataValidationError(f"events: every row was rejected or filtered: {counts['events'][2]} "
@@ -461,7 +495,7 @@ def run(cfg: BuildConfig, spark=None) -> dict:
         bar.update()
         bar.close()
         n_requests = pq.ParquetDataset(tmp / "requests").read(columns=["hist_len"]).num_rows
-        counts = {what: (c[0], c[1], dict(sorted(c[2].items()))) for what, c in counts.items()}
+        counts = {what: (c[0], c[1], dict(sorted(c[2].items())), c[3]) for what, c in counts.items()}
         manifest = _manifest(cfg, inputs, counts, split_counts, n_requests, sizes, validator, timer, spark,
                              review_style)
         manifest["seconds"] = round(time.perf_counter() - started, 2)
@@ -480,10 +514,13 @@ def _keep_failed_report(tmp: Path, out: str) -> None:
     shutil.copytree(tmp / "validation", target)
 
 
-def _accounting(total: int, filtered: int, rejected: dict[str, int]) -> dict:
+def _accounting(total: int, filtered: int, rejected: dict[str, int], without_category: int = 0) -> dict:
     used = total - filtered - sum(rejected.values())
-    return {"rows_in": total, "rows_used": used, "rows_filtered": filtered,
-            "rows_rejected": sum(rejected.values()), "rejected_by_reason": rejected}
+    out = {"rows_in": total, "rows_used": used, "rows_filtered": filtered,
+           "rows_rejected": sum(rejected.values()), "rejected_by_reason": rejected}
+    if without_category:  # used rows whose item the item table lacks: category <unknown>
+        out["rows_used_with_unknown_category"] = without_category
+    return out
 
 
 def _manifest(cfg, inputs, counts, split_counts, n_requests, sizes, validator, timer, spark, review_style) -> dict:

@@ -13,10 +13,11 @@ import csv
 import functools
 import json
 import operator
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from dien_batch.data.formats import TableSpec, parse_meta_line
+from dien_batch.data.formats import HTML_ENTITIES, TableSpec, parse_meta_line
 from dien_batch.errors import DataValidationError
 
 ID_ROLES = ("request", "user", "item", "category")
@@ -186,6 +187,8 @@ def read_table(spark, t: ResolvedTable, ts_range: tuple[int, int] | None = None,
             value = F.trim(src.cast("string"))
             if role == "category" and t.spec.category_rule == "first_token":
                 value = F.split(value, r"\s+").getItem(0)
+            if role == "category" and t.spec.category_sep:
+                value = F.trim(F.split(value, re.escape(t.spec.category_sep)).getItem(0))
             if role == "category":
                 value = F.when(value.contains("&"), _unescape_html(value)).otherwise(value)
             out.append(F.when(value == "", None).otherwise(value).alias(role))
@@ -205,7 +208,7 @@ def _unescape_html(col):
     """Category names arrive HTML-escaped in some dumps: `&amp;` and `&` must be one category."""
     from pyspark.sql import functions as F
 
-    for entity, char in (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#39;", "'"), ("&amp;", "&")):
+    for entity, char in HTML_ENTITIES:
         col = F.regexp_replace(col, entity, char)
     return col
 

@@ -28,7 +28,7 @@ def _payload(model: str, kind: str) -> dict:
         files = {name: (path / name).read_bytes() for name in ("model.safetensors", "config.json")}
         return {"kind": kind, "files": files, "entry": ""}
     if kind == "onnx":
-        from engines.manifest import manifest_path
+        from dien_batch.engines.manifest import manifest_path
 
         return {"kind": kind, "files": {path.name: path.read_bytes(),
                                         manifest_path(path).name: manifest_path(path).read_bytes()},
@@ -39,7 +39,7 @@ def _payload(model: str, kind: str) -> dict:
 def _engine(payload: dict, key: str):
     """The engine of this executor process, loaded from the broadcast bytes on first use."""
     if key not in _ENGINES:
-        from engines.base import open_engine
+        from dien_batch.engines.base import open_engine
 
         folder = Path(tempfile.mkdtemp(prefix="dien-batch-model-"))
         for name, data in payload["files"].items():
@@ -50,10 +50,10 @@ def _engine(payload: dict, key: str):
 
 def score_on_spark(model: str, kind: str, requests: str, out: str, vocab: str | None, master: str = "local[2]",
                    spark=None, batch_requests: int = 512) -> dict:
-    from engines.base import open_engine
-    from engines.manifest import check_vocabulary
-    from engines.requests import REQUEST_COLUMNS
-    from engines.scoring import score_table
+    from dien_batch.engines.base import open_engine
+    from dien_batch.engines.manifest import check_vocabulary
+    from dien_batch.engines.requests import REQUEST_COLUMNS
+    from dien_batch.engines.scoring import score_table
 
     from .session import spark_session
 

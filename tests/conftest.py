@@ -30,7 +30,7 @@ def small_world(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def spark():
     """One local[2] SparkSession for the whole test session (UI off, 2 shuffle partitions)."""
-    from spark_jobs.session import LOG4J, spark_session
+    from dien_batch.spark_jobs.session import LOG4J, spark_session
 
     session = spark_session("local[2]", driver_memory="2g", shuffle_partitions=2, conf={
         "spark.driver.extraJavaOptions": f"-Dlog4j.configurationFile=file:{LOG4J} -XX:+UseSerialGC",
@@ -42,7 +42,7 @@ def spark():
 @pytest.fixture(scope="session")
 def built_world(spark, small_world, tmp_path_factory) -> Path:
     """build-features on the small synthetic world (impression-style samples), built once."""
-    from spark_jobs.build_features import BuildConfig, run
+    from dien_batch.spark_jobs.build_features import BuildConfig, run
 
     out = tmp_path_factory.mktemp("features") / "world"
     run(BuildConfig(events=str(small_world), out=str(out), max_len=30, seed=3), spark)

@@ -42,3 +42,40 @@ def test_json_and_hashes(tmp_path):
     assert list(hashes) == [str(tmp_path / "d" / "x.csv")]
     with pytest.raises(UsageError):
         read_json(tmp_path / "missing.json")
+
+
+def test_a_crash_between_the_renames_loses_nothing(tmp_path, monkeypatch):
+    """Killed after the old output was set aside and before the new one was renamed in: the next run
+    finds the old output back in place (it used to delete it as a stale temp dir)."""
+    import os
+
+    out = tmp_path / "out"
+    with atomic_output_dir(out) as tmp:
+        (tmp / "a").write_text("first")
+    real_replace = os.replace
+
+    def crash_on_second_rename(src, dst):
+        real_replace(src, dst)
+        if ".tmp-old-" in str(dst):
+            raise KeyboardInterrupt("killed between the renames")
+
+    monkeypatch.setattr(os, "replace", crash_on_second_rename)
+    with pytest.raises(KeyboardInterrupt), atomic_output_dir(out) as tmp:
+        (tmp / "a").write_text("second")
+    monkeypatch.undo()
+    assert not out.exists()  # the crash window: only the set-aside copy is left
+    with pytest.raises(RuntimeError), atomic_output_dir(out):
+        raise RuntimeError("the next run fails too")
+    assert (out / "a").read_text() == "first"
+
+
+def test_json_is_strict(tmp_path):
+    import json
+
+    import numpy as np
+
+    write_json(tmp_path / "m.json", {"auc": float("nan"), "gain": np.float64("inf"), "ok": [np.float32(0.5), 1]})
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}")) == \
+        {"auc": None, "gain": None, "ok": [0.5, 1]}

@@ -103,11 +103,13 @@ def test_batching_does_not_change_samples():
 
 def test_time_and_user_splits():
     users = random_users(np.random.default_rng(5), 200)
-    cut = 2500
-    t = S.review_samples(to_batch(users), S.SampleParams(split=f"time:{cut}"), make_sampler()).to_pylist()
-    assert all((r["ts"] >= cut) == (r["split"] == 2) for r in t)
-    valid_users = [r["user_id"] for r in t if r["split"] == 1 and r["label"] == 1]
-    assert len(valid_users) == len(set(valid_users))  # one validation target per user, before the cut
+    cut, valid_from = 2500, 2100
+    t = S.review_samples(to_batch(users), S.SampleParams(split=f"time:{cut}:{valid_from}"), make_sampler()).to_pylist()
+    assert {r["split"] for r in t} == {0, 1, 2}
+    for r in t:  # test from the cut on, validation in the window before it, train before the window
+        assert r["split"] == (2 if r["ts"] >= cut else 1 if r["ts"] >= valid_from else 0)
+    no_window = S.review_samples(to_batch(users), S.SampleParams(split=f"time:{cut}"), make_sampler()).to_pylist()
+    assert {r["split"] for r in no_window} == {0, 2}
     t = S.review_samples(to_batch(users), S.SampleParams(split="users:0.2"), make_sampler()).to_pylist()
     by_user = {}
     for r in t:
@@ -136,13 +138,56 @@ def test_review_requests():
     tests = {(r["user_id"], r["ts"]): r for r in S.review_samples(to_batch(users), params, make_sampler()).to_pylist()
              if r["split"] == 2 and r["label"] == 1}
     assert len(requests) == len(tests)
+    by_user = {u["user_id"]: u for u in users}
     for req in requests:
         target = tests[(req["user_id"], req["ts"])]
-        assert req["request_id"] == f"{req['user_id']}@{req['ts']}"
+        user, ts, n = req["request_id"].rsplit("#", 1)[0].rsplit("@", 1) + [req["request_id"].rsplit("#", 1)[1]]
+        assert (user, int(ts)) == (req["user_id"], req["ts"]) and n.isdigit()
         assert req["cand_item_idx"][0] == target["item_idx"] and req["cand_label"] == [1, 0, 0, 0, 0, 0]
-        assert target["item_idx"] not in req["cand_item_idx"][1:]
+        assert len(set(req["cand_item_idx"])) == 6  # distinct candidates
+        u = by_user[req["user_id"]]
+        history = set(u["item"][u["ts"] < req["ts"]].tolist())
+        assert not history & set(req["cand_item_idx"][1:])  # no negative the user already had
         assert req["cand_item_id"] == [f"i{i}" for i in req["cand_item_idx"]]
         assert req["hist_item_idx"] == target["hist_item_idx"]
+
+
+def test_review_request_ids_are_unique_with_same_second_targets():
+    """Day-level timestamps: a user with several test targets at one second (Amazon reviews). The ids were
+    USER@TS and collided; they are unique and stable for the same input and seed."""
+    users = [{"user_idx": 2 + u, "user_id": name, "ts": np.array([100, 200, 300, 300, 300]),
+              "item": np.array([5, 6, 7, 8, 9]), "cat": np.array([2, 3, 4, 5, 6])}
+             for u, name in enumerate(["a", "a@300", "a@300#4", "müller", "用户二"])]
+    params = S.SampleParams(split="time:300", candidates=4)
+    ids = S.review_requests(to_batch(users), params, make_sampler())["request_id"].to_pylist()
+    assert len(ids) == 15 and len(set(ids)) == 15
+    again = S.review_requests(to_batch(users), params, make_sampler())["request_id"].to_pylist()
+    assert ids == again
+
+
+def test_review_candidates_are_distinct_under_zipf_popularity():
+    """Negatives were drawn independently, each excluding only the positive: with a skewed catalogue most
+    requests repeated a candidate. Now distinct, and a request gets fewer only when the catalogue runs out."""
+    idx = np.arange(2, 40, dtype=np.int32)
+    counts = (1e6 / np.arange(1, 39) ** 2).astype(np.int64)  # Zipf(2): the top item is drawn ~60% of the time
+    item_cat = np.r_[0, 1, 2 + idx % 7].astype(np.int32)
+    keys = np.array(["<pad>", "<oov>"] + [f"i{i}" for i in idx], dtype=object)
+    sampler = S.ItemSampler(idx, counts, item_cat, keys, np.array([f"c{c}" for c in range(9)], dtype=object))
+    users = random_users(np.random.default_rng(11), 60)
+    for u in users:
+        u["item"] = np.minimum(u["item"], 39)
+        u["item"], first = np.unique(u["item"], return_index=True)
+        u["ts"], u["cat"] = u["ts"][first], 2 + u["item"] % 7
+        order = np.lexsort((u["item"], u["ts"]))
+        u["item"], u["ts"], u["cat"] = u["item"][order], u["ts"][order], u["cat"][order]
+    requests = S.review_requests(to_batch(users), S.SampleParams(candidates=20), sampler).to_pylist()
+    assert requests
+    for req in requests:
+        u = next(x for x in users if x["user_id"] == req["user_id"])
+        history = set(u["item"][u["ts"] < req["ts"]].tolist())
+        cands = req["cand_item_idx"]
+        assert len(set(cands)) == len(cands) and not history & set(cands[1:])
+        assert len(cands) == min(20, 1 + 38 - len(history | {cands[0]}))  # as many as the catalogue allows
 
 
 def test_impression_samples_and_requests():

@@ -63,8 +63,12 @@ def evaluate(seed: int, out: str, position_bias: str | None, **options) -> None:
     if "simulation" in result:
         g = result["simulation"]["gains"]
         for key in ("ctr", "ppc", "ecpm"):
-            rows.append((f"{key.upper()} gain", f"{100 * g[key]:+.2f}%  [{100 * g[key + '_lo']:+.2f}%, "
-                                                f"{100 * g[key + '_hi']:+.2f}%]  P>0 {g[key + '_p_positive']:.2f}"))
+            if g[key] is None:
+                rows.append((f"{key.upper()} gain", f"undefined: {g['undefined'][key]}"))
+                continue
+            interval = f"[{ui.fmt_pct(g[key + '_lo'])}, {ui.fmt_pct(g[key + '_hi'])}]"
+            rows.append((f"{key.upper()} gain", f"{ui.fmt_pct(g[key])}  {interval}  "
+                                                f"P>0 {ui.fmt_metric(g[key + '_p_positive'], 2)}"))
         rows.append(("judge", result["simulation"]["judge"]["kind"]))
     ui.summary(f"evaluate: wrote {out}/metrics.json", rows)
 
@@ -76,7 +80,7 @@ dien-batch report eval
 @click.option("--title", help="Report title (default: the directory name).")
 def report(seed: int, directory: str, title: str | None) -> None:
     """Render an evaluation directory as one self-contained HTML file (DIRECTORY/report.html)."""
-    from reports.render import render
+    from dien_batch.reports.render import render
 
     from .. import ui
 

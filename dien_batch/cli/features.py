@@ -24,15 +24,24 @@ dien-batch build-features --events reviews_Books.json --meta meta_Books.json --f
     --samples last --split last --out features-books
 dien-batch build-features --events UserBehavior.csv --format taobao --behaviors buy,cart,fav --out tb
 dien-batch build-features --events day2 --format synth --vocab features/vocab --split time:2025-03-01 --out day2
+dien-batch build-features --events ratings.csv --format csv --columns user=userId,item=movieId,ts=timestamp \
+    --meta movies.csv --meta-columns item=movieId,category=genres --category-sep '|' --out movielens
 """)
 @click.option("--events", required=True, type=click.Path(exists=True), help="Behaviour log: a file or a directory.")
-@click.option("--meta", type=click.Path(exists=True), help="Item metadata (item -> category) for formats that need it.")
+@click.option("--meta", type=click.Path(exists=True),
+              help="Item metadata (item -> category): the format's own (Amazon, RecBole) or, for csv/parquet "
+                   "logs, any item table (see --meta-columns).")
 @click.option("--impressions", type=click.Path(exists=True),
               help="Logged ad impressions (request_id, user_id, ts, item_id, category_id, clicked[, bid, position, "
                    "p_true]): impression-style samples and scoring requests.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
 @click.option("--columns", help="csv/parquet: user=COL,item=COL,category=COL,ts=COL")
 @click.option("--sep", help="csv: field separator (default ',').")
+@click.option("--meta-columns", help="csv/parquet with --meta ITEM_TABLE: the item table's own columns, "
+                                     "item=COL,category=COL (default item_id, category_id). Items missing from "
+                                     "the table get the category <unknown> (counted in the manifest).")
+@click.option("--category-sep", help="Multi-valued categories such as 'Adventure|Animation': split on SEP and "
+                                     "take the first listed.")
 @click.option("--behaviors", default="pv,buy,cart,fav", show_default=True,
               help="taobao: which behaviour types count as behaviour.")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
@@ -41,7 +50,11 @@ dien-batch build-features --events day2 --format synth --vocab features/vocab --
               help="Review data: one training target per user (the paper) or every prefix.")
 @click.option("--max-samples-per-user", type=int, default=20, show_default=True,
               help="all-prefixes: the most recent targets kept per user and split.")
-@click.option("--split", default="last", show_default=True, help="last | time:YYYY-MM-DD | users:FRACTION")
+@click.option("--split", default="last", show_default=True,
+              help="last (each user's last target to test, the one before to validation) | time:YYYY-MM-DD "
+                   "(targets from the date on to test) | users:FRACTION (held-out users to test and validation).")
+@click.option("--valid-fraction", type=float, default=0.1, show_default=True,
+              help="time split: the latest fraction of the targets before the date (by time) is the validation set.")
 @click.option("--candidates", type=int, default=20, show_default=True,
               help="Review data: candidates per scoring request (the test target + K-1 sampled).")
 @click.option("--aux-neg", type=click.Choice(["popularity", "uniform"]), default="popularity", show_default=True,
@@ -59,7 +72,7 @@ def build_features(seed: int, **options) -> None:
     Writes OUT/{train,valid,test,requests,vocab,rejects,validation}/ and OUT/manifest.json,
     atomically: a failed or killed run leaves no OUT. Input rows = used + rejected (+ filtered).
     """
-    from spark_jobs.build_features import BuildConfig, run
+    from dien_batch.spark_jobs.build_features import BuildConfig, run
 
     from .. import ui
 
@@ -85,7 +98,7 @@ def validate(seed: int, features: str, master: str) -> None:
 
     Writes FEATURES/validation/ (result JSON per suite and Data Docs HTML); exit 3 on any failure.
     """
-    from spark_jobs.build_features import validate_dataset
+    from dien_batch.spark_jobs.build_features import validate_dataset
 
     from .. import ui
     from ..errors import DataValidationError

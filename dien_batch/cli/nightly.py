@@ -53,10 +53,10 @@ def _gate_failures(gates: dict, metrics: dict, manifest: dict, previous: dict | 
 
 def run_night(cfg: dict, day: str) -> tuple[Path, list[str]]:
     """Build, score, evaluate and report one date; returns the report and the failed gates."""
-    from engines.scoring import ScoreConfig, score
-    from reports.index import previous_night, write_index
-    from reports.render import render
-    from spark_jobs.build_features import BuildConfig, run
+    from dien_batch.engines.scoring import ScoreConfig, score
+    from dien_batch.reports.index import previous_night, write_index
+    from dien_batch.reports.render import render, render_failed
+    from dien_batch.spark_jobs.build_features import BuildConfig, run
 
     from .. import ui
     from ..errors import DataValidationError
@@ -75,7 +75,14 @@ def run_night(cfg: dict, day: str) -> tuple[Path, list[str]]:
             until=(start + timedelta(days=1)).isoformat(), max_len=cfg.get("max_len", 100),
             candidates=cfg.get("candidates", 20), out=str(work / "features"), master=cfg.get("master", "local[2]")))
     except DataValidationError as exc:
-        return reports / day, [f"validation: {exc}"]
+        failures = [f"validation: {exc}"]
+        failed_report = Path(f"{work / 'features'}.validation-failed")
+        with atomic_output_dir(reports / day) as tmp:
+            write_json(tmp / "nightly.json", {"date": day, "gates": cfg.get("gates", {}), "failed": failures})
+            render_failed(tmp, f"Nightly report {day}", failures,
+                          str(failed_report) if failed_report.exists() else None)
+        write_index(reports)
+        return reports / day / "report.html", failures
     scores = {}
     for arm in ("model", "baseline"):
         ui.info(f"nightly {day}: scoring the {arm}")

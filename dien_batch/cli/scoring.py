@@ -26,7 +26,7 @@ def compile_(seed: int, model: str, engine: str, out: str, requests: str | None,
     The engine is rejected (exit 4) when its max abs pCTR error against the PyTorch fp32 model
     exceeds 1e-3 or its AUC differs by more than 1e-4 on sample requests.
     """
-    from engines.compile import compile_engine
+    from dien_batch.engines.compile import compile_engine
 
     from .. import ui
 
@@ -67,13 +67,13 @@ def score(seed: int, use_spark: bool, master: str, **options) -> None:
     from .. import ui
 
     if use_spark:
-        from spark_jobs.score import score_on_spark
+        from dien_batch.spark_jobs.score import score_on_spark
 
         summary = score_on_spark(options["model"], options["engine"], options["requests"], options["out"],
                                  options["vocab"], master)
     else:
-        from engines.scoring import ScoreConfig
-        from engines.scoring import score as run
+        from dien_batch.engines.scoring import ScoreConfig
+        from dien_batch.engines.scoring import score as run
 
         summary = run(ScoreConfig(**options))
     rate = summary.get("pairs_per_s_this_run")

@@ -20,7 +20,6 @@ Spark. `sniff` chooses a format for `--format auto` and says why.
 from __future__ import annotations
 
 import ast
-import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ class TableSpec:
     columns: dict[str, str]
     options: dict[str, str] = field(default_factory=dict)
     category_rule: str = "value"  # value | last (of a list, or of the first list) | first_token
+    category_sep: str | None = None  # multi-valued categories ("A|B|C"): the first listed is the category
     strip_type_suffix: bool = False  # RecBole headers: `user_id:token` -> `user_id`
     optional: tuple[str, ...] = ()  # roles that may be absent
 
@@ -74,17 +74,38 @@ def parse_columns(text: str | None) -> dict[str, str]:
     return out
 
 
-def format_spec(name: str, columns: dict[str, str] | None = None, sep: str | None = None) -> FormatSpec:
-    """The adapter for a format name, with `--columns` / `--sep` overrides where the format takes them."""
+def item_table_spec(path: str | Path, columns: dict[str, str], category_sep: str | None) -> TableSpec:
+    """A generic item table (`--meta` for csv/parquet logs): CSV or Parquet, `--meta-columns` naming its item
+    and category columns (default item_id, category_id)."""
+    unknown = set(columns) - {"item", "category"}
+    if unknown:
+        raise UsageError(f"--meta-columns: only item=COL and category=COL, got {', '.join(sorted(unknown))}")
+    files = data_files(path)
+    reader = "parquet" if files and (files[0].suffix == ".parquet" or _head(files[0], 4) == b"PAR1") else "csv"
+    cols = {"item": columns.get("item", "item_id"), "category": columns.get("category", "category_id")}
+    return TableSpec(reader, cols, CSV if reader == "csv" else {}, category_sep=category_sep)
+
+
+def format_spec(name: str, columns: dict[str, str] | None = None, sep: str | None = None,
+                item_table: TableSpec | None = None, category_sep: str | None = None) -> FormatSpec:
+    """The adapter for a format name, with `--columns` / `--sep` overrides where the format takes them, and
+    for csv/parquet logs an optional item table (then the log needs no category column)."""
     columns = columns or {}
+    if item_table is not None and name not in ("csv", "parquet"):
+        raise UsageError(f"--meta-columns is for --format csv or parquet; {name} has its own metadata layout")
     if name in ("parquet", "synth"):
-        return FormatSpec(name, TableSpec("parquet", {**DEFAULT_COLUMNS, **columns}))
+        cols = {**DEFAULT_COLUMNS, **columns}
+        if item_table is not None and "category" not in columns:
+            cols.pop("category")
+        return FormatSpec(name, TableSpec("parquet", cols, category_sep=category_sep), meta=item_table)
     if name == "csv":
-        missing = [r for r in ROLES if r not in columns]
+        needed = [r for r in ROLES if not (r == "category" and item_table is not None)]
+        missing = [r for r in needed if r not in columns]
         if missing:
             raise UsageError(f"--format csv needs --columns naming {', '.join(missing)} "
                              "(e.g. --columns user=uid,item=iid,category=cat,ts=time)")
-        return FormatSpec(name, TableSpec("csv", columns, {**CSV, "sep": sep or ","}))
+        return FormatSpec(name, TableSpec("csv", columns, {**CSV, "sep": sep or ","}, category_sep=category_sep),
+                          meta=item_table)
     if name == "amazon-json":
         return FormatSpec(name, TableSpec("json", {"user": "reviewerID", "item": "asin", "ts": "unixReviewTime"}),
                           meta=TableSpec("pyliteral", {"item": "asin", "category": "categories|category"},
@@ -188,12 +209,9 @@ def parse_meta_line(line: str) -> tuple[str | None, str | None, str | None]:
         return None, None, "metadata line is not an object"
     asin = record.get("asin")
     category = _last(record.get("categories", record.get("category")))
-    return (str(asin) if asin is not None else None), clean_category(category), None
+    return (str(asin) if asin is not None else None), category, None
 
 
-def clean_category(value: str | None) -> str | None:
-    """Category names arrive HTML-escaped in some dumps; `&amp;` and `&` must be the same category."""
-    if value is None:
-        return None
-    value = html.unescape(value).strip()
-    return value or None
+# Category names arrive HTML-escaped in some dumps (`Science &amp; Math`): the reader replaces these
+# entities, once, for every format (`&amp;` last, so `&amp;lt;` becomes `&lt;`, not `<`).
+HTML_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#39;", "'"), ("&amp;", "&"))

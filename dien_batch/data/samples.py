@@ -23,26 +23,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import schema
+from . import hashing
 
 SPLITS = ("train", "valid", "test")
 SALT_TARGET_NEG, SALT_AUX_NEG, SALT_USER_SPLIT, SALT_CANDIDATE = 1, 2, 3, 16
-_GOLDEN, _M1, _M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        z = x + _GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
-        return z ^ (z >> np.uint64(31))
 
 
 def hash_uniform(seed: int, *keys) -> np.ndarray:
-    """Uniform [0, 1) floats that are a pure function of (seed, *keys); keys broadcast."""
-    h = _splitmix64(np.asarray(seed, dtype=np.int64).view(np.uint64))
-    for key in keys:
-        h = _splitmix64(h ^ np.asarray(key, dtype=np.int64).view(np.uint64))
-    return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    """Uniform [0, 1) floats that are a pure function of (seed, *keys), int64 keys broadcast: Spark's
+    xxhash64 of them as LONG columns, so Spark SQL can make the very same draw."""
+    return hashing.uniform(np.int64(seed), *[np.asarray(k, dtype=np.int64) for k in keys])
 
 
 @dataclass(frozen=True)
@@ -51,7 +41,7 @@ class SampleParams:
     max_len: int = 100
     samples: str = "all-prefixes"  # or "last"
     max_samples_per_user: int = 20
-    split: str = "last"  # last | time:<epoch seconds> | users:<fraction>
+    split: str = "last"  # last | time:<epoch seconds>[:<validation from, epoch seconds>] | users:<fraction>
     candidates: int = 20
 
     @property
@@ -60,7 +50,13 @@ class SampleParams:
 
     @property
     def split_value(self) -> float:
-        return float(self.split.partition(":")[2])
+        return float(self.split.split(":")[1])
+
+    @property
+    def valid_from(self) -> float:
+        """time split: targets in [valid_from, split) are the validation set (default: none before the cut)."""
+        parts = self.split.split(":")
+        return float(parts[2]) if len(parts) > 2 else self.split_value
 
 
 class ItemSampler:
@@ -91,6 +87,40 @@ class ItemSampler:
         out[todo] = self.items[(np.searchsorted(self.items, exclude[todo]) + 1) % len(self.items)]
         return out
 
+    def draw_distinct(self, seed: int, excluded: list[np.ndarray], k: int, *keys) -> list[np.ndarray]:
+        """For each row i, up to k distinct items none of which is in excluded[i]; draws keyed by
+        (seed, keys[i], slot, attempt). A row gets fewer than k only when the catalogue runs out."""
+        n, width = len(excluded), int(self.items.max()) + 1
+        taken = np.unique(np.concatenate([i * width + e.astype(np.int64) for i, e in enumerate(excluded)]
+                                         + [np.zeros(0, np.int64)]))
+        chosen = np.full((n, k), -1, dtype=np.int64)
+        rows, slots = np.repeat(np.arange(n), k), np.tile(np.arange(k), n)
+        for attempt in range(64):
+            if not len(rows):
+                break
+            u = hash_uniform(seed, *[key[rows] for key in keys], slots, attempt)
+            picked = self.items[np.searchsorted(self.cum, u * self.cum[-1], side="right")].astype(np.int64)
+            key = rows * width + picked
+            fresh = ~_contains(taken, key)
+            first = np.zeros(len(key), bool)  # among this round's draws, the first of a repeated item wins
+            _, first_idx = np.unique(np.where(fresh, key, -1 - np.arange(len(key))), return_index=True)
+            first[first_idx] = True
+            ok = fresh & first
+            chosen[rows[ok], slots[ok]] = picked[ok]
+            taken = np.union1d(taken, key[ok])
+            rows, slots = rows[~ok], slots[~ok]
+        for i in np.unique(rows):  # the catalogue is nearly exhausted for this row: take items in order
+            free = self.items[~_contains(taken, i * width + self.items.astype(np.int64))]
+            open_slots = np.flatnonzero(chosen[i] < 0)[: len(free)]
+            chosen[i, open_slots] = free[: len(open_slots)]
+            taken = np.union1d(taken, i * width + free[: len(open_slots)].astype(np.int64))
+        return [row[row >= 0].astype(np.int32) for row in chosen]
+
+
+def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    at = np.searchsorted(sorted_keys, keys)
+    return (at < len(sorted_keys)) & (sorted_keys[np.minimum(at, len(sorted_keys) - 1)] == keys)
+
 
 def _flat(batch: pa.RecordBatch, prefix: str, names: tuple[str, ...]):
     """Offsets and flat NumPy values of parallel list columns `prefix + name`."""
@@ -107,19 +137,6 @@ def _gather_lists(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, t
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values[idx], typ))
 
 
-def hash_strings(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A stable 64-bit hash (FNV-1a) of each string, vectorised over the byte columns."""
-    raw = np.asarray(values.to_pylist() if not isinstance(values, np.ndarray) else values, dtype=bytes)
-    width = max(raw.dtype.itemsize, 1)
-    codes = raw.view(np.uint8).reshape(len(raw), width) if len(raw) else np.zeros((0, 1), np.uint8)
-    lengths = np.char.str_len(raw) if len(raw) else np.zeros(0, int)
-    h = np.full(len(raw), 0xCBF29CE484222325, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for j, col in enumerate(codes.T):
-            h = np.where(j < lengths, (h ^ col.astype(np.uint64)) * np.uint64(0x100000001B3), h)
-    return h.view(np.int64)
-
-
 class UserHistories:
     """A batch of users' behaviour sequences, flattened and sorted by (ts, item), with aux negatives."""
 
@@ -127,7 +144,7 @@ class UserHistories:
         self.params = params
         self.user_idx = batch.column("user_idx").to_numpy(zero_copy_only=False).astype(np.int64)
         self.user_id = batch.column("user_id")
-        self.user_key = hash_strings(self.user_id)  # randomness keyed by the user's own id
+        self.user_key = hashing.xxhash64(self.user_id)  # randomness keyed by the user's own id (UTF-8)
         self.offsets, (items, cats, ts) = _flat(batch, "ev_", ("item", "cat", "ts"))
         n = np.diff(self.offsets)
         self.owner = np.repeat(np.arange(len(n)), n)
@@ -180,14 +197,15 @@ def _split_of_rank(params: SampleParams, rank: np.ndarray, eligible: np.ndarray,
         split[eligible & (rank == 1)] = 1
         split[eligible & (rank >= 2) & (rank < 2 + keep_n)] = 0
         return split
-    if kind == "time":
+    if kind == "time":  # test from the cut on; validation: the window before it; train: the rest
         after = eligible & (ts >= params.split_value)
         before = eligible & ~after
         rank_after = _rank_from_end(owner, after, owner.max() + 1 if len(owner) else 0)
         rank_before = _rank_from_end(owner, before, owner.max() + 1 if len(owner) else 0)
         split[after & (rank_after < keep_n)] = 2
-        split[before & (rank_before == 0)] = 1
-        split[before & (rank_before >= 1) & (rank_before < 1 + keep_n)] = 0
+        kept = before & (rank_before < keep_n)
+        split[kept & (ts >= params.valid_from)] = 1
+        split[kept & (ts < params.valid_from)] = 0
         return split
     if kind == "users":
         frac = params.split_value
@@ -239,6 +257,15 @@ def review_samples(batch: pa.RecordBatch, params: SampleParams, sampler: ItemSam
     return _table(columns, schema.SAMPLES, np.concatenate([split, split]))
 
 
+def review_request_ids(user_id: pa.Array, ts: np.ndarray, position: np.ndarray) -> pa.Array:
+    """`USER@TS#N`, N the target's place in the user's time-ordered behaviour: unique even for several
+    targets of one user at the same second, and unambiguous (TS and N are digits, split off at the last
+    '#' and the last '@' before it), whatever characters the user id holds."""
+    tail = pc.binary_join_element_wise(pc.cast(pa.array(ts), pa.string()),
+                                       pc.cast(pa.array(position), pa.string()), "#")
+    return pc.binary_join_element_wise(user_id, tail, "@")
+
+
 def review_requests(batch: pa.RecordBatch, params: SampleParams, sampler: ItemSampler) -> pa.Table:
     """Scoring requests for review data: each test target with K-1 sampled negative candidates."""
     h = UserHistories(batch, params, sampler)
@@ -246,13 +273,17 @@ def review_requests(batch: pa.RecordBatch, params: SampleParams, sampler: ItemSa
     rows, end = rows[split == 2], end[split == 2]
     n, k = len(rows), params.candidates
     owner, pos, ts = h.owner[rows], h.items[rows], h.ts[rows]
-    negs = sampler.draw_excluding(params.seed, np.repeat(pos, k - 1), np.repeat(h.user_key[owner], k - 1),
-                                  np.repeat(ts, k - 1), np.tile(np.arange(1, k), n) + SALT_CANDIDATE)
-    cand = np.concatenate([pos[:, None], negs.reshape(n, k - 1)], axis=1).ravel().astype(np.int32)
+    # Negatives: distinct, never the positive, never an item of the user's history before the request.
+    excluded = [np.append(h.items[h.offsets[o]:e], p) for o, e, p in zip(owner, end, pos, strict=True)]
+    negs = sampler.draw_distinct(params.seed, excluded, k - 1, h.user_key[owner], ts,
+                                 np.full(n, SALT_CANDIDATE))
+    per_request = [np.append(p, neg).astype(np.int32) for p, neg in zip(pos, negs, strict=True)]
+    sizes = np.array([len(c) for c in per_request], dtype=np.int32)
+    cand = np.concatenate(per_request) if n else np.zeros(0, np.int32)
     cats = sampler.item_category[cand].astype(np.int32)
-    labels = np.zeros((n, k), dtype=np.int32)
-    labels[:, 0] = 1
-    lists = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+    lists = pa.array(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32))
+    labels = np.zeros(len(cand), dtype=np.int32)
+    labels[lists.to_numpy()[:-1]] = 1
 
     def lst(values, typ):
         return pa.ListArray.from_arrays(lists, pa.array(values, typ))
@@ -260,13 +291,13 @@ def review_requests(batch: pa.RecordBatch, params: SampleParams, sampler: ItemSa
     user_id = pc.take(h.user_id, pa.array(owner))
     columns = h.history_columns(owner, end)
     columns.update({
-        "request_id": pc.binary_join_element_wise(user_id, pc.cast(pa.array(ts), pa.string()), "@"),
+        "request_id": review_request_ids(user_id, ts, h.position[rows]),
         "user_id": user_id, "user_idx": pa.array(h.user_idx[owner].astype(np.int32)),
         "ts": pa.array(ts.astype(np.int64)),
         "cand_item_idx": lst(cand, pa.int32()), "cand_category_idx": lst(cats, pa.int32()),
         "cand_item_id": lst(sampler.item_keys[cand], pa.string()),
         "cand_category_id": lst(sampler.category_keys[cats], pa.string()),
-        "cand_label": lst(labels.ravel(), pa.int32()),
+        "cand_label": lst(labels, pa.int32()),
     })
     return _table(columns, schema.REQUESTS)
 

@@ -67,8 +67,9 @@ def run_auctions(req: Requests, pctr: np.ndarray, cfg: AuctionConfig, uniform: n
     nxt = np.r_[order[1:], order[-1]] if len(order) else order
     has_next = np.r_[req_s[1:] == req_s[:-1], False] & np.r_[elig_s[1:], False]
     bid_s, p_s = req.bid[order], pctr[order]
+    # An ad scored pCTR 0 is outranked by nobody it ties with (their scores are 0 too): it pays the reserve.
     with np.errstate(divide="ignore", invalid="ignore"):
-        runner_up = np.where(has_next, req.bid[nxt] * pctr[nxt] / p_s, 0.0)
+        runner_up = np.where(has_next & (p_s > 0), req.bid[nxt] * pctr[nxt] / p_s, 0.0)
     price_s = np.minimum(bid_s, np.maximum(cfg.reserve, runner_up))
     bias = cfg.bias()
     expected_s = np.where(shown_s, req.judge[order] * bias[np.minimum(rank, cfg.slots - 1)], 0.0)
@@ -80,12 +81,15 @@ def run_auctions(req: Requests, pctr: np.ndarray, cfg: AuctionConfig, uniform: n
     return out
 
 
-def _totals(sums: np.ndarray) -> dict[str, float]:
-    impressions, clicks, revenue = sums
-    return {"impressions": float(impressions), "clicks": float(clicks), "revenue": float(revenue),
-            "ctr": clicks / impressions if impressions else float("nan"),
-            "ppc": revenue / clicks if clicks else float("nan"),
-            "ecpm": 1000.0 * revenue / impressions if impressions else float("nan")}
+def _totals(sums: np.ndarray) -> dict:
+    """Totals and ratios of one arm; a ratio without a denominator is None, with the reason."""
+    impressions, clicks, revenue = (float(x) for x in sums)
+    out = {"impressions": impressions, "clicks": clicks, "revenue": revenue,
+           "ctr": clicks / impressions if impressions else None,
+           "ppc": revenue / clicks if clicks else None,
+           "ecpm": 1000.0 * revenue / impressions if impressions else None}
+    undefined = {k: f"no {'clicks' if k == 'ppc' else 'impressions'}" for k in METRICS if out[k] is None}
+    return out | ({"undefined": undefined} if undefined else {})
 
 
 def _ratios(sums: np.ndarray) -> np.ndarray:
@@ -109,7 +113,7 @@ def simulate(req: Requests, arms: dict[str, np.ndarray], baseline: str, cfg: Auc
                                    np.bincount(req.user, weights=clicks * o["price"], minlength=n_users)], axis=1)
         result["arms"][name] = _totals(per_user[name].sum(axis=0))
         result["arms"][name]["mean_price_shown"] = float(o["price"][o["position"] > 0].mean()) \
-            if (o["position"] > 0).any() else float("nan")
+            if (o["position"] > 0).any() else None
         result["arms"][name]["expected_clicks"] = float(o["expected_clicks"].sum())
     weights = poisson_weights(n_users, cfg.replicates, cfg.seed + 1)
     base_boot = _ratios(weights @ per_user[baseline])
@@ -117,13 +121,20 @@ def simulate(req: Requests, arms: dict[str, np.ndarray], baseline: str, cfg: Auc
     for name in arms:
         if name == baseline:
             continue
-        boot = _ratios(weights @ per_user[name]) / base_boot - 1.0
-        point = _ratios(per_user[name].sum(axis=0)) / base_point - 1.0
-        gains = {}
+        with np.errstate(divide="ignore", invalid="ignore"):  # an undefined ratio gives an undefined gain
+            boot = _ratios(weights @ per_user[name]) / base_boot - 1.0
+            point = _ratios(per_user[name].sum(axis=0)) / base_point - 1.0
+        gains, undefined = {}, {}
         for i, metric in enumerate(METRICS):
+            if not np.isfinite(point[i]):
+                undefined[metric] = f"{metric} is undefined in an arm (no clicks or impressions)"
+                gains.update({metric: None, f"{metric}_lo": None, f"{metric}_hi": None, f"{metric}_p_positive": None})
+                continue
             iv = interval(boot[:, i], float(point[i]))
             gains.update({metric: iv["value"], f"{metric}_lo": iv["lo"], f"{metric}_hi": iv["hi"],
                           f"{metric}_p_positive": iv["p_positive"]})
+        if undefined:
+            gains["undefined"] = undefined
         result["gains"][name] = gains
     result["outcomes"] = outcomes
     return result

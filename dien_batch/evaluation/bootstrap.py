@@ -15,7 +15,9 @@ def poisson_weights(n_users: int, replicates: int, seed: int) -> np.ndarray:
 def interval(samples: np.ndarray, point: float) -> dict:
     """95% percentile interval and P(value > 0) of a bootstrap distribution."""
     finite = samples[np.isfinite(samples)]
-    lo, hi = np.percentile(finite, [2.5, 97.5]) if len(finite) else (np.nan, np.nan)
+    if not len(finite):
+        return {"value": point, "lo": None, "hi": None, "p_positive": None}
+    lo, hi = np.percentile(finite, [2.5, 97.5])
     return {"value": point, "lo": float(lo), "hi": float(hi), "p_positive": float(np.mean(finite > 0))}
 
 

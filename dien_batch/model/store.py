@@ -13,19 +13,33 @@ from safetensors.torch import load_file, save_file
 
 from .. import schema
 from ..errors import UsageError
-from ..io import library_versions, read_json, sha256_file, write_json
+from ..io import library_versions, read_json, write_json
 from .zoo import CTRModel, ModelConfig
 
 VOCAB_FILES = ("user", "item", "category")
 
 
 def vocab_fingerprint(vocab_dir: str | Path) -> str:
-    """A hash of the vocabulary tables: models and data must agree on every id."""
+    """A hash of the vocabularies' content (every id, its index and an item's category index): models and
+    data must agree on every id. The file bytes are not hashed, so rewriting the same vocabulary (another
+    pyarrow, other row groups or compression) keeps the fingerprint."""
     import hashlib
+
+    import numpy as np
+    import pyarrow.parquet as pq
 
     digest = hashlib.sha256()
     for name in VOCAB_FILES:
-        digest.update(sha256_file(Path(vocab_dir) / f"{name}.parquet").encode())
+        table = pq.read_table(Path(vocab_dir) / f"{name}.parquet")
+        ids = table.column("id").combine_chunks().cast("large_string")
+        _, offset_buffer, data = ids.buffers()
+        offsets = np.frombuffer(offset_buffer, dtype=np.int64)[ids.offset: ids.offset + len(ids) + 1]
+        digest.update(name.encode() + b"\0")
+        digest.update((offsets - offsets[0]).astype("<i8").tobytes())
+        digest.update(b"" if data is None else data.to_pybytes()[offsets[0]:offsets[-1]])
+        for column in ("idx", "category_idx"):
+            if column in table.column_names:
+                digest.update(table.column(column).to_numpy().astype("<i4").tobytes())
     return digest.hexdigest()[:16]
 
 

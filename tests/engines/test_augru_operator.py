@@ -7,10 +7,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from dien_batch.engines import augru_onnx
 from onnx import TensorProto, helper
 
 from dien_batch.model.cells import augru_op
-from engines import augru_onnx
 
 
 def operator_model(variant: str) -> onnx.ModelProto:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ triton = pytest.importorskip("triton", reason="the gpu extra (triton) is not ins
 @pytest.fixture(scope="module")
 def kernel():
     """engines.triton_augru; tests/conftest.py runs Triton in its CPU interpreter on machines without CUDA."""
-    import engines.triton_augru as module
+    import dien_batch.engines.triton_augru as module
 
     return module
 
@@ -69,8 +70,8 @@ def test_fused_bilinear_attention(kernel):
 @pytest.mark.parametrize("attention", ["bilinear", "mlp"])
 def test_cuda_engine_arithmetic_on_cpu(kernel, attention):
     """The fp32 GPU engine's path (user side once, fused kernel per candidate) equals the torch engine."""
-    from engines.cuda_engine import CudaEngine
-    from engines.torch_engine import TorchEngine
+    from dien_batch.engines.cuda_engine import CudaEngine
+    from dien_batch.engines.torch_engine import TorchEngine
 
     from ..model.test_model import make_model, random_requests
 
@@ -83,7 +84,7 @@ def test_cuda_engine_arithmetic_on_cpu(kernel, attention):
 
 PTX_CHECK = textwrap.dedent("""
     import json, os, re, subprocess, tempfile, triton
-    from engines.triton_augru import compile_ptx, drop_scratch_params, entry_params
+    from dien_batch.engines.triton_augru import compile_ptx, drop_scratch_params, entry_params
     c = compile_ptx("fp16", "paper", H=36)
     ptx = drop_scratch_params(c)
     head = ptx[ptx.index(".entry " + c["name"]):]
@@ -114,14 +115,51 @@ def test_kernel_compiles_to_sm90_ptx_with_the_plugin_parameter_list():
 
 
 def test_tensorrt_stays_lazy_and_says_what_is_missing():
-    check = ("import sys, engines.tensorrt_engine, engines.cuda_engine, engines.compile; "
+    check = ("import sys, dien_batch.engines.tensorrt_engine, dien_batch.engines.cuda_engine, "
+             "dien_batch.engines.compile; "
              "print('tensorrt' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True).stdout.strip() == "False"
     try:
         import tensorrt  # noqa: F401
     except ImportError:
+        from dien_batch.engines.tensorrt_engine import register_plugin
+
         from dien_batch.errors import UsageError
-        from engines.tensorrt_engine import register_plugin
 
         with pytest.raises(UsageError, match="TensorRT is not installed"):
             register_plugin()
+
+
+LIFE_CYCLE = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, {root!r})
+    from tests.engines import fake_tensorrt as f
+    print(json.dumps(f.plugin_life_cycle(f.DataType.{dtype})))
+""")
+
+
+@pytest.mark.parametrize("dtype", ["HALF", "FLOAT"])
+def test_tensorrt_plugin_through_a_builders_calls(dtype):
+    """TensorRT's own `tensorrt.plugin` sources (tensorrt-cu13-bindings) over a stand-in for libnvinfer:
+    registering validates the signatures (they failed before: postponed annotations, no aot_impl return
+    annotation), then creation, output types and shapes, format combinations, the AOT implementation's
+    launch parameters and the kernel, as a build calls them. The output takes gx's type, so the fp16
+    export (a strongly typed network) sees the fp16 output its ONNX node declares."""
+    import json
+
+    from tests.engines import fake_tensorrt
+
+    if fake_tensorrt.plugin_sources() is None:
+        pytest.skip("tensorrt-cu13-bindings is not installed (pip install -e .[dev] brings it)")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    root = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, "-c", LIFE_CYCLE.format(root=root, dtype=dtype)], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["output_types"] == [dtype] and r["output_shape"] == [1000, 36]
+    assert r["combinations"] == [["HALF"] * 4 + ["INT64", "HALF"], ["FLOAT"] * 4 + ["INT64", "FLOAT"]]
+    assert r["grid"] == [-(-1000 // 64), 1] and r["block_x"] % 32 == 0
+    assert r["scalars"] == [1000, 73] and r["scalar_types"] == ["INT32", "INT32"]
+    assert r["params"] == 8 and r["param_types"] == ["u64"] * 5 + ["u32", "u32"] + ["u64"]  # 5 in, rows, T, h

@@ -67,7 +67,7 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(trained_dien, tiny_featur
 
 
 def test_spark_scoring_equals_single_process(spark, trained_dien, tiny_features, tmp_path):
-    from spark_jobs.score import score_on_spark
+    from dien_batch.spark_jobs.score import score_on_spark
 
     single = tmp_path / "single"
     result = CliRunner().invoke(cli, ["score", "--model", str(trained_dien), "--requests",

@@ -80,3 +80,39 @@ def test_position_bias_must_cover_the_slots():
     with pytest.raises(ValueError):
         AuctionConfig(slots=3, position_bias=(1.0, 0.5)).bias()
     assert auction.AuctionConfig(slots=2).bias().tolist() == pytest.approx([1.0, 1 / np.log2(3)])
+
+
+def test_zero_and_tied_scores_give_finite_prices_and_strict_json(tmp_path):
+    """An arm that scores some ads exactly 0 (and ties others) used to price them 0/0 = NaN."""
+    import json
+
+    from dien_batch.io import write_json
+
+    req = random_requests(R=500, seed=8)
+    rng = np.random.default_rng(9)
+    zeros = np.where(rng.random(len(req.bid)) < 0.3, 0.0, np.round(rng.uniform(0.01, 0.3, len(req.bid)), 2))
+    cfg = AuctionConfig(slots=3, reserve=0.05)
+    out = run_auctions(req, zeros, cfg, rng.random(len(zeros)))
+    shown = out["position"] > 0
+    assert np.isfinite(out["price"]).all()
+    assert (out["price"][shown] >= cfg.reserve - 1e-12).all() and (out["price"][shown] <= req.bid[shown]).all()
+    assert np.allclose(out["price"][shown & (zeros == 0)], cfg.reserve)  # nobody outranks it: the reserve
+    position, price = plain_gsp(req, np.where(zeros == 0, 1e-300, zeros), cfg)  # the limit of a tiny pCTR
+    nonzero = shown & (zeros > 0)
+    np.testing.assert_allclose(out["price"][nonzero], price[nonzero], atol=1e-12)
+    result = simulate(req, {"model": req.judge, "baseline": zeros}, "baseline", AuctionConfig(replicates=50))
+    for metric in ("ctr", "ppc", "ecpm"):
+        assert np.isfinite(result["gains"]["model"][metric])
+    result.pop("outcomes")
+    write_json(tmp_path / "m.json", result)
+    json.loads((tmp_path / "m.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+
+
+def test_an_arm_without_clicks_gives_undefined_gains_with_a_reason():
+    req = Requests(np.array([0, 0, 1]), np.array([0, 0, 1]), np.array([1.0, 0.5, 0.7]), np.zeros(3))
+    result = simulate(req, {"model": np.array([0.1, 0.2, 0.3]), "baseline": np.array([0.3, 0.2, 0.1])}, "baseline",
+                      AuctionConfig(replicates=20))
+    assert result["arms"]["model"]["ppc"] is None and result["arms"]["model"]["undefined"]["ppc"] == "no clicks"
+    gains = result["gains"]["model"]
+    assert gains["ppc"] is None and "undefined" in gains["undefined"]["ppc"]
+    assert gains["ctr"] is None or np.isfinite(gains["ctr"])
