@@ -17,6 +17,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m dien_batch.model.native  # compile the fused CPU recurrence once (falls back if it cannot)
 	touch $@
 
 .setup-stamp-dev: .setup-stamp

@@ -38,12 +38,40 @@ class TrainConfig:
     attention: str = "bilinear"
     augru_variant: str = "paper"
     activation: str = "dice"
+    head: str = "extended"
+    input_bn: bool = False
+    attention_init: str = "default"
+    embedding_l2: float = 0.0
+    lr_decay: float = 1.0
     embedding_dim: int = 18
     hidden: int = 36
     patience: int = 1
     eval_batch_size: int = 4096
     threads: int = 0
     seed: int = 0
+
+
+class EmbeddingL2:
+    """Mini-batch-aware, frequency-adaptive L2 on the embedding rows a batch uses (DIN paper, eq. 4):
+    sum over the distinct ids j of the batch of ||w_j||^2 / n_j, with n_j the id's count in the
+    vocabulary (at least 1), so rare ids, which the data pulls on least, are held hardest."""
+
+    def __init__(self, model: CTRModel, vocab: Path):
+        def inverse_counts(name):
+            counts = pq.read_table(vocab / f"{name}.parquet", columns=["count"])["count"].to_numpy()
+            return torch.from_numpy(1.0 / np.maximum(counts, 1)).float()
+
+        self.tables = [(model.user_emb.weight, inverse_counts("user"), ("user",)),
+                       (model.item_emb.weight, inverse_counts("item"), ("item", "hist_item", "neg_item")),
+                       (model.cat_emb.weight, inverse_counts("category"), ("cat", "hist_cat", "neg_cat"))]
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = 0.0
+        for weight, inverse, keys in self.tables:
+            ids = torch.unique(torch.cat([batch[k].reshape(-1) for k in keys if k in batch]))
+            ids = ids[ids != 0]
+            total = total + (weight[ids].pow(2).sum(1) * inverse[ids]).sum()
+        return total
 
 
 def evaluate(model: CTRModel, directory: Path, batch_size: int) -> dict:
@@ -88,6 +116,7 @@ def train(cfg: TrainConfig) -> dict:
     config = ModelConfig(model=cfg.model, n_users=sizes["user"], n_items=sizes["item"],
                          n_categories=sizes["category"], embedding_dim=cfg.embedding_dim, hidden=cfg.hidden,
                          attention=cfg.attention, augru_variant=cfg.augru_variant, activation=cfg.activation,
+                         head=cfg.head, input_bn=cfg.input_bn, attention_init=cfg.attention_init,
                          aux_alpha=cfg.aux_alpha if cfg.model == "dien" else 0.0)
     model = CTRModel(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -95,6 +124,7 @@ def train(cfg: TrainConfig) -> dict:
     n_train = batches.count_rows(root / "train")
     if n_train == 0:
         raise UsageError(f"{root}/train has no rows")
+    regulariser = EmbeddingL2(model, root / "vocab")
     history, best, best_auc, stale = [], None, -math.inf, 0
     started = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
@@ -107,6 +137,8 @@ def train(cfg: TrainConfig) -> dict:
             logits, aux = model(batch)
             click = bce(logits, batch["label"])
             loss = click + config.aux_alpha * aux if config.uses_aux else click
+            if cfg.embedding_l2:
+                loss = loss + cfg.embedding_l2 * regulariser(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -117,6 +149,8 @@ def train(cfg: TrainConfig) -> dict:
             bar.update(n)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", aux=f"{aux_sum / seen:.4f}", refresh=False)
         bar.close()
+        for group in optimizer.param_groups:
+            group["lr"] *= cfg.lr_decay
         train_seconds = time.perf_counter() - t0
         valid = evaluate(model, root / "valid", cfg.eval_batch_size)
         record = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_aux_loss": aux_sum / max(seen, 1),

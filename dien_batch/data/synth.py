@@ -43,6 +43,7 @@ from ..errors import UsageError
 
 BASE_LOGIT, AFFINITY_WEIGHT, QUALITY_WEIGHT, KERNEL_WIDTH = -3.0, 3.5, 0.4, 0.8
 ITEM_ZIPF, CATEGORY_ZIPF = 1.1, 0.8
+SESSION_EVENTS = 4.0  # mean behaviour events per session
 DAY = 86_400
 
 
@@ -161,19 +162,36 @@ class World:
         return out % self.spec.categories
 
 
-def _events(world: World, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _sessions(world: World, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Each user's sessions: start times (a Poisson process over the log), the track each serves."""
     spec = world.spec
     sigma = 0.8
-    counts = np.maximum(3, np.round(rng.lognormal(np.log(spec.events_per_user) - sigma**2 / 2, sigma,
-                                                   spec.users))).astype(np.int64)
-    user = np.repeat(np.arange(spec.users), counts)
-    t = rng.integers(0, world.span, len(user))
-    track = world.draw_track(rng, user)
-    category = world.draw_category_near(rng, world.track_category(track, t), 0.10, 0.05)
+    mean_sessions = max(spec.events_per_user / SESSION_EVENTS, 2.0)
+    n = np.maximum(2, np.round(rng.lognormal(np.log(mean_sessions) - sigma**2 / 2, sigma, spec.users)))
+    n = n.astype(np.int64)
+    user = np.repeat(np.arange(spec.users), n)
+    start = rng.integers(0, world.span, len(user))
+    order = np.lexsort((start, user))
+    user, start = user[order], start[order]
+    first = np.r_[True, user[1:] != user[:-1]]
+    return {"user": user, "start": start, "track": world.draw_track(rng, user), "first": first}
+
+
+def _events(world: World, rng: np.random.Generator, sessions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A session's behaviour: 1 + Poisson(SESSION_EVENTS - 1) events, minutes apart, in the category
+    where the session's track is at the session's start (85%), a neighbour (10%) or anywhere (5%)."""
+    length = 1 + rng.poisson(SESSION_EVENTS - 1, len(sessions["user"]))
+    session = np.repeat(np.arange(len(length)), length)
+    within = np.arange(len(session)) - np.repeat(np.cumsum(length) - length, length)
+    gap = rng.exponential(120.0, len(session)).astype(np.int64) + 30
+    offset = np.cumsum(gap) - np.repeat((np.cumsum(gap) - gap)[np.cumsum(length) - length], length)
+    t = np.minimum(sessions["start"][session] + offset, world.span - 1)
+    track = sessions["track"][session]
+    category = world.draw_category_near(rng, world.track_category(track, sessions["start"][session]), 0.10, 0.05)
     item = world.draw_item(rng, category)
-    order = np.lexsort((user, t))
-    return {"user": user[order], "t": t[order], "item": item[order], "category": category[order],
-            "counts": counts}
+    user = sessions["user"][session]
+    order = np.lexsort((within, t, user))
+    return {"user": user[order], "t": t[order], "item": item[order], "category": category[order]}
 
 
 def _distinct_per_request(world: World, rng: np.random.Generator, items: np.ndarray) -> np.ndarray:
@@ -190,11 +208,17 @@ def _distinct_per_request(world: World, rng: np.random.Generator, items: np.ndar
     raise UsageError("could not draw distinct candidates: use more --items or fewer --candidates-per-request")
 
 
-def _impressions(world: World, rng: np.random.Generator, counts: np.ndarray) -> dict[str, np.ndarray]:
+def _impressions(world: World, rng: np.random.Generator, sessions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Ad requests open sessions (not a user's first, and in the last 70% of the log): the history is
+    every earlier session, and the interests have drifted since the last of them."""
     spec = world.spec
     R, K = spec.requests, spec.candidates_per_request
-    req_user = rng.choice(spec.users, size=R, p=counts / counts.sum())
-    req_t = np.sort(rng.integers(int(0.3 * world.span), world.span, R))
+    eligible = np.flatnonzero(~sessions["first"] & (sessions["start"] >= int(0.3 * world.span)))
+    if not len(eligible):
+        raise UsageError("no session can carry a request: use more --days or --events-per-user")
+    chosen = rng.choice(eligible, size=R, replace=len(eligible) < R)
+    chosen = chosen[np.argsort(sessions["start"][chosen], kind="stable")]
+    req_user, req_t = sessions["user"][chosen], sessions["start"][chosen]
     user, t = np.repeat(req_user, K), np.repeat(req_t, K)
     source = rng.random(R * K)
     track = world.draw_track(rng, user)
@@ -228,14 +252,19 @@ def _write(table: pa.Table, directory: Path) -> None:
     pq.write_table(table, directory / "part-00000.parquet", row_group_size=256 * 1024, compression="zstd")
 
 
-def generate(spec: SynthSpec, out_dir: Path) -> dict:
-    """Write `events/` and `impressions/` Parquet datasets into out_dir; return the summary stats."""
+def simulate(spec: SynthSpec) -> tuple[World, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The world, its events and its impressions as NumPy arrays (times in seconds from the start)."""
     spec.check()
     rng = np.random.default_rng(spec.seed)
     world = World(spec, rng)
+    sessions = _sessions(world, rng)
+    return world, _events(world, rng, sessions), _impressions(world, rng, sessions)
+
+
+def generate(spec: SynthSpec, out_dir: Path) -> dict:
+    """Write `events/` and `impressions/` Parquet datasets into out_dir; return the summary stats."""
+    world, ev, imp = simulate(spec)
     start = int(datetime.fromisoformat(spec.start).replace(tzinfo=UTC).timestamp())
-    ev = _events(world, rng)
-    imp = _impressions(world, rng, ev["counts"])
     ts = pa.array((start + ev["t"]) * 1000, pa.int64()).cast(schema.TS)
     events = pa.Table.from_arrays(
         [_keys("u", spec.users, ev["user"]), _keys("i", spec.items, ev["item"]),

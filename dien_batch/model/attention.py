@@ -18,21 +18,31 @@ from torch import nn
 from .layers import PReLU, masked_softmax
 
 
+def normalise(scores: torch.Tensor, mask: torch.Tensor, norm: str) -> torch.Tensor:
+    """Attention weights from scores [R, K, T]: softmax over the valid steps, or each step's own sigmoid."""
+    if norm == "softmax":
+        return masked_softmax(scores, mask.unsqueeze(1))
+    return torch.sigmoid(scores) * mask.unsqueeze(1)
+
+
 class BilinearAttention(nn.Module):
-    def __init__(self, key_dim: int, query_dim: int):
+    def __init__(self, key_dim: int, query_dim: int, norm: str = "softmax"):
         super().__init__()
         self.w = nn.Linear(query_dim, key_dim, bias=False)
+        self.norm = norm
 
     def scores(self, keys: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
         return torch.einsum("rtd,rkd->rkt", keys, self.w(queries))
 
     def forward(self, keys: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return masked_softmax(self.scores(keys, queries), mask.unsqueeze(1))
+        return normalise(self.scores(keys, queries), mask, self.norm)
 
 
 class MLPAttention(nn.Module):
-    def __init__(self, key_dim: int, query_dim: int, hidden: tuple[int, ...] = (80, 40), project_query: bool = True):
+    def __init__(self, key_dim: int, query_dim: int, hidden: tuple[int, ...] = (80, 40), project_query: bool = True,
+                 norm: str = "softmax"):
         super().__init__()
+        self.norm = norm
         self.query = nn.Sequential(nn.Linear(query_dim, key_dim), PReLU(key_dim)) if project_query else None
         if not project_query and query_dim != key_dim:
             raise ValueError("without a query projection the query and key sizes must match")
@@ -56,4 +66,4 @@ class MLPAttention(nn.Module):
         return self.rest(first).squeeze(-1)
 
     def forward(self, keys: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return masked_softmax(self.scores(keys, queries), mask.unsqueeze(1))
+        return normalise(self.scores(keys, queries), mask, self.norm)

@@ -11,13 +11,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import mlp
+from .layers import InputNorm, mlp
 
 
 class AuxiliaryLoss(nn.Module):
-    def __init__(self, state_dim: int, item_dim: int, hidden: tuple[int, ...] = (100, 50)):
+    def __init__(self, state_dim: int, item_dim: int, hidden: tuple[int, ...] = (100, 50), norm: bool = False):
         super().__init__()
         self.net = mlp([state_dim + item_dim, *hidden], activation="sigmoid")
+        if norm:  # the authors' aux net starts with a batch normalisation of its input
+            self.net.insert(0, InputNorm(state_dim + item_dim))
 
     def forward(self, states: torch.Tensor, clicked: torch.Tensor, negative: torch.Tensor,
                 lengths: torch.Tensor) -> torch.Tensor:

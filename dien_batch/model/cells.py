@@ -36,6 +36,8 @@ import warnings
 import torch
 from torch import Tensor
 
+from . import native
+
 KINDS = ("gru", "agru", "augru")
 VARIANTS = ("paper", "official")
 
@@ -195,17 +197,63 @@ class _Recurrence(torch.autograd.Function):
         return dgx, dw, db, datt if has_att else None, None, None
 
 
+class _FusedRecurrence(torch.autograd.Function):
+    """The fused C++ recurrence (`native`), K = 1: (final [R, H], states [R, T, H]) with its BPTT."""
+
+    @staticmethod
+    def forward(ctx, gx, w_hh, b_hh, att, lengths, mode):
+        ext = native.extension()
+        final, states, saved = ext.forward(gx, w_hh, b_hh, att, lengths, mode, 1, True, True)
+        ctx.mode = mode
+        ctx.save_for_backward(w_hh, att, lengths, states, saved)
+        return final, states
+
+    @staticmethod
+    def backward(ctx, grad_final, grad_states):
+        w_hh, att, lengths, states, saved = ctx.saved_tensors
+        empty = grad_final.new_empty(0)
+        dgx, dw, db, datt = native.extension().backward(
+            grad_final.contiguous(), empty if grad_states is None else grad_states.contiguous(), w_hh, att, lengths,
+            states, saved, ctx.mode)
+        return dgx, dw, db, (datt if att.numel() else None), None, None
+
+
+def _fused(gx, w_hh, b_hh, lengths, att, mode: int, return_states: bool, needs_grad: bool):
+    """The C++ path: final [R, K, H] and states [R, K, T, H] (or None)."""
+    R, T, _ = gx.shape
+    K = 1 if att is None else att.shape[1]
+    gx, w_hh, b_hh = gx.contiguous(), w_hh.contiguous(), b_hh.contiguous()
+    att_flat = gx.new_empty(0) if att is None else att.to(gx.dtype).reshape(R * K, T).contiguous()
+    if needs_grad:
+        if K != 1:
+            raise ValueError("gradients through the recurrence need one candidate per row")
+        final, states = _FusedRecurrence.apply(gx, w_hh, b_hh, att_flat, lengths, mode)
+    else:
+        with torch.no_grad():
+            final, states, _ = native.extension().forward(gx, w_hh, b_hh, att_flat, lengths, mode, K, return_states,
+                                                          False)
+    H = w_hh.shape[1]
+    return final.view(R, K, H), states.view(R, K, T, H) if return_states else None
+
+
 def recurrence(kind: str, gx: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, lengths: torch.Tensor,
                att: torch.Tensor | None = None, variant: str = "paper",
                return_states: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Final state [R, K, H] and, if asked, all states [R, K, T, H] (a row's final state past its length).
 
-    Differentiable (through the hand-written backward) for one candidate per row (K = 1).
+    Differentiable (through the hand-written backward) for one candidate per row (K = 1). Runs the fused
+    C++ recurrence where it is built (fp32 on the CPU), else the step loops below: the same arithmetic.
     """
     if kind not in KINDS or variant not in VARIANTS:
         raise ValueError(f"unknown cell {kind}/{variant}")
     R, T, G = gx.shape
     K = 1 if att is None else att.shape[1]
+    needs_grad = torch.is_grad_enabled() and any(
+        x is not None and x.requires_grad for x in (gx, w_hh, b_hh, att))
+    if (gx.device.type == "cpu" and gx.dtype == torch.float32 and R and T and not torch.jit.is_tracing()
+            and native.extension() is not None):
+        return _fused(gx, w_hh, b_hh, lengths.to(torch.long).clamp(0, T).contiguous(), att, MODES[kind, variant],
+                      return_states, needs_grad)
     lengths = lengths.to(torch.long).clamp(0, T)
     order = torch.argsort(lengths, descending=True, stable=True)
     len_s = lengths[order]
@@ -214,8 +262,6 @@ def recurrence(kind: str, gx: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tens
     att_s = None if att is None else att[order].to(gx.dtype).permute(2, 0, 1).unsqueeze(-1).contiguous()
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(R, device=order.device)
-    needs_grad = torch.is_grad_enabled() and any(
-        x is not None and x.requires_grad for x in (gx, w_hh, b_hh, att))
     if needs_grad:
         if K != 1:
             raise ValueError("gradients through the recurrence need one candidate per row")

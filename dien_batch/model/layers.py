@@ -28,6 +28,21 @@ class Dice(nn.Module):
         return p * x + (1 - p) * self.alpha * x
 
 
+class InputNorm(nn.Module):
+    """Batch normalisation of the final MLP's input (the authors' `bn1`): batch statistics while
+    training, running statistics at inference (written out, so it exports as plain arithmetic)."""
+
+    def __init__(self, dim: int, eps: float = 1e-3):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(dim, eps=eps, momentum=0.01)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return self.bn(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+        bn = self.bn
+        return (x - bn.running_mean) * (torch.rsqrt(bn.running_var + bn.eps) * bn.weight) + bn.bias
+
+
 class PReLU(nn.Module):
     """PReLU over the last dimension (torch's PReLU treats dim 1 as the channels)."""
 

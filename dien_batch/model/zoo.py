@@ -34,7 +34,7 @@ from torch import nn
 from .attention import BilinearAttention, MLPAttention
 from .aux_loss import AuxiliaryLoss
 from .cells import recurrence
-from .layers import masked_sum, mlp
+from .layers import InputNorm, masked_sum, mlp
 
 MODELS = ("base", "wide_deep", "pnn", "din", "gru_att", "gru_aigru", "gru_agru", "gru_augru", "dien")
 SEQUENCE_MODELS = ("gru_att", "gru_aigru", "gru_agru", "gru_augru", "dien")
@@ -53,6 +53,12 @@ class ModelConfig:
     attention: str = "bilinear"
     augru_variant: str = "paper"
     activation: str = "dice"
+    head: str = "extended"
+    input_bn: bool = False
+    attention_init: str = "default"
+    attention_norm: str = "softmax"
+    embedding_std: float = 0.05
+    aux_norm: bool = False
     aux_alpha: float = 1.0
     mlp: tuple[int, ...] = (200, 80)
     attention_mlp: tuple[int, ...] = (80, 40)
@@ -103,19 +109,20 @@ class CTRModel(nn.Module):
         item_dim = 2 * E
         interest_dim = 0
         if c.model == "din":
-            self.attention = MLPAttention(item_dim, item_dim, c.attention_mlp, project_query=False)
+            self.attention = MLPAttention(item_dim, item_dim, c.attention_mlp, project_query=False,
+                                          norm=c.attention_norm)
             interest_dim = item_dim
         if c.model in SEQUENCE_MODELS:
             self.extractor = nn.GRU(item_dim, H, batch_first=True)
             attention = BilinearAttention if c.attention == "bilinear" else MLPAttention
-            self.attention = attention(H, item_dim)
+            self.attention = attention(H, item_dim, norm=c.attention_norm)
             interest_dim = H
             if c.model == "gru_att":
                 self.second = nn.GRU(H, H, batch_first=True)
             else:
                 self.evolve = nn.GRUCell(H, H)  # holds W_ih, W_hh, b_ih, b_hh of the evolving layer
         if c.uses_aux:
-            self.aux = AuxiliaryLoss(H, item_dim, c.aux_mlp)
+            self.aux = AuxiliaryLoss(H, item_dim, c.aux_mlp, norm=c.aux_norm)
         extra_dim = 0
         if c.model == "wide_deep":
             self.wide_item = nn.Embedding(c.n_items, 1)
@@ -123,16 +130,32 @@ class CTRModel(nn.Module):
             self.wide_cross = nn.Embedding(WIDE_BUCKETS, 1)
             for emb in (self.wide_item, self.wide_cat, self.wide_cross):
                 nn.init.zeros_(emb.weight)
-        if c.model == "pnn":
+        if c.model == "pnn" and c.head == "extended":
             extra_dim = 10  # inner products of 5 fields of size E
-        self.head = mlp([E + 3 * item_dim + interest_dim + extra_dim, *c.mlp], activation=c.activation)
+        head_dim = E + (3 if self.uses_product else 2) * item_dim + interest_dim + extra_dim
+        self.input_norm = InputNorm(head_dim) if c.input_bn else None
+        self.head = mlp([head_dim, *c.mlp], activation=self.activation)
+        if c.attention_init == "identity" and isinstance(getattr(self, "attention", None), BilinearAttention):
+            with torch.no_grad():
+                self.attention.w.weight.copy_(torch.eye(*self.attention.w.weight.shape))
         # Exporters swap in graph-friendly pieces: an unpacked extractor GRU and an AUGRU operator node.
         self.export_mode = False
         self.augru_op = None  # callable(gx [B,T,3H], w_hh, b_hh, att [B,T], lengths [B], variant) -> [B,H]
         for emb in (self.user_emb, self.item_emb, self.cat_emb):
-            nn.init.normal_(emb.weight, std=0.05)
+            nn.init.normal_(emb.weight, std=c.embedding_std)
             with torch.no_grad():
                 emb.weight[0].zero_()
+
+    @property
+    def uses_product(self) -> bool:
+        """Whether target * history sum is a head input (every model, or only PNN as the authors have it)."""
+        return self.config.head == "extended" or self.config.model == "pnn"
+
+    @property
+    def activation(self) -> str:
+        if self.config.activation != "auto":
+            return self.config.activation
+        return "prelu" if self.config.model in ("base", "wide_deep", "pnn") else "dice"
 
     # -- user side -------------------------------------------------------------------------------
     def item_vectors(self, item: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
@@ -227,10 +250,12 @@ class CTRModel(nn.Module):
         """The final MLP (and wide/product parts) on the shared and per-candidate features: [R, K]."""
         R, K = item.shape
         hist_sum = side.hist_sum.unsqueeze(1).expand(R, K, -1)
-        parts = [side.user.unsqueeze(1).expand(R, K, -1), target, hist_sum, target * hist_sum]
+        parts = [side.user.unsqueeze(1).expand(R, K, -1), target, hist_sum]
+        if self.uses_product:
+            parts.append(target * hist_sum)
         if interest is not None:
             parts.append(interest)
-        if self.config.model == "pnn":
+        if self.config.model == "pnn" and self.config.head == "extended":
             fields = [side.user.unsqueeze(1).expand(R, K, -1), self.item_emb(item), self.cat_emb(cat),
                       side.extras["hist_item_sum"].unsqueeze(1).expand(R, K, -1),
                       side.extras["hist_cat_sum"].unsqueeze(1).expand(R, K, -1)]
@@ -238,7 +263,8 @@ class CTRModel(nn.Module):
             gram = stacked @ stacked.transpose(-1, -2)
             iu = torch.triu_indices(5, 5, offset=1, device=item.device)
             parts.append(gram[..., iu[0], iu[1]])
-        logits = self.head(torch.cat(parts, dim=-1)).squeeze(-1)
+        x = torch.cat(parts, dim=-1)
+        logits = self.head(x if self.input_norm is None else self.input_norm(x)).squeeze(-1)
         if self.config.model == "wide_deep":
             logits = logits + self._wide(side, item, cat)
         return logits

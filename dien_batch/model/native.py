@@ -1,0 +1,46 @@
+"""The fused CPU recurrence (`recurrence.cpp`), compiled on first use and cached.
+
+Built with PyTorch's C++ extension tooling (the C++ compiler and ninja that `make setup` installs) into
+`TORCH_EXTENSIONS_DIR` (default ~/.cache/torch_extensions), once per machine and PyTorch version;
+`python -m dien_batch.model.native` builds it ahead of time. Where it cannot be built the step loops
+of `cells` run instead, after one message that says why. `DIEN_BATCH_FUSED=0` turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("recurrence.cpp")
+_state: dict = {}
+
+
+def extension():
+    """The compiled module, or None (with a one-time message on stderr) where it cannot be built."""
+    if "module" in _state:
+        return _state["module"]
+    module, why = None, None
+    if os.environ.get("DIEN_BATCH_FUSED", "1") == "0":
+        why = "DIEN_BATCH_FUSED=0"
+    else:
+        try:
+            import warnings
+
+            from torch.utils import cpp_extension
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                module = cpp_extension.load(name="dien_batch_recurrence", sources=[str(SOURCE)],
+                                            extra_cflags=["-O3", "-march=native", "-fopenmp-simd"], verbose=False)
+        except Exception as exc:  # noqa: BLE001 - no compiler, no ninja, a failed build: fall back, loudly once
+            why = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+    if module is None:
+        print(f"dien-batch: the fused CPU recurrence is not available ({why}); using the slower PyTorch step "
+              "loops", file=sys.stderr)
+    _state["module"] = module
+    return module
+
+
+if __name__ == "__main__":  # `python -m dien_batch.model.native`: build (or report) ahead of time
+    print("fused CPU recurrence:", "ready" if extension() is not None else "unavailable")

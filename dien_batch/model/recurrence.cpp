@@ -1,0 +1,241 @@
+// The GRU family's recurrence (GRU, AGRU, AUGRU paper/official) fused on the CPU, forward and BPTT.
+//
+// Same arithmetic as `dien_batch.model.cells` (PyTorch gate convention, linear_before_reset = 1):
+//   gh = h W_hh^T + b_hh;  r = s(gx_r + gh_r);  z = s(gx_z + gh_z);  n = tanh(gx_n + r * gh_n)
+//   h' = h + w * (n - h), with w = 1 - z (GRU), a (AGRU), a (1 - z) (AUGRU paper), 1 - (1 - a) z (official).
+// Rows are independent through time, so each thread owns a block of rows and runs all of their steps
+// with the state in cache: one pass per step over the state, the gates and the attention scaling
+// fused, no per-step dispatch. A row stops at its length (padding leaves the state unchanged).
+// K candidates may share one request's gx row (row r reads gx[r / K]): the scoring layout.
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+constexpr int64_t kBlock = 16;  // rows per work item
+
+inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+template <int MODE>
+inline float mix(float a, float z) {  // the weight of the candidate n in h' = h + w (n - h)
+  if constexpr (MODE == 0) return 1.0f - z;
+  else if constexpr (MODE == 1) return a;
+  else if constexpr (MODE == 2) return a * (1.0f - z);
+  else return 1.0f - (1.0f - a) * z;
+}
+
+// One step for one row: gh = h W^T + b (W^T given as [H, G]), gates, update. Writes h_out and, when
+// `saved` is not null, r, z, n, gh_n, w (5 H floats) for the backward pass.
+template <int MODE>
+inline void step_row(const float* gx, const float* wt, const float* b, float a, const float* h, float* h_out,
+                     float* gh, float* saved, int64_t H) {
+  const int64_t G = 3 * H;
+  for (int64_t j = 0; j < G; ++j) gh[j] = b[j];
+  for (int64_t k = 0; k < H; ++k) {
+    const float hk = h[k];
+    const float* w = wt + k * G;
+#pragma omp simd
+    for (int64_t j = 0; j < G; ++j) gh[j] += hk * w[j];
+  }
+  for (int64_t j = 0; j < H; ++j) {
+    const float r = sigmoid(gx[j] + gh[j]);
+    const float z = sigmoid(gx[H + j] + gh[H + j]);
+    const float n = std::tanh(gx[2 * H + j] + r * gh[2 * H + j]);
+    const float w = mix<MODE>(a, z);
+    h_out[j] = h[j] + w * (n - h[j]);
+    if (saved) {
+      saved[j] = r;
+      saved[H + j] = z;
+      saved[2 * H + j] = n;
+      saved[3 * H + j] = gh[2 * H + j];
+      saved[4 * H + j] = w;
+    }
+  }
+}
+
+template <int MODE>
+void forward_impl(const float* gx, const float* wt, const float* b, const float* att, const int64_t* len,
+                  float* final_h, float* states, float* saved, int64_t R, int64_t K, int64_t T, int64_t H) {
+  const int64_t G = 3 * H;  // R = requests x K rows
+  at::parallel_for(0, R, kBlock, [&](int64_t begin, int64_t end) {
+    std::vector<float> gh(G), h(H), h_next(H);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t req = row / K, L = std::min<int64_t>(std::max<int64_t>(len[req], 0), T);
+      std::fill(h.begin(), h.end(), 0.0f);
+      for (int64_t t = 0; t < L; ++t) {
+        const float a = att ? att[row * T + t] : 0.0f;
+        float* keep = saved ? saved + (row * T + t) * 5 * H : nullptr;
+        step_row<MODE>(gx + (req * T + t) * G, wt, b, a, h.data(), h_next.data(), gh.data(), keep, H);
+        std::swap(h, h_next);
+        if (states) std::copy(h.begin(), h.end(), states + (row * T + t) * H);
+      }
+      if (states)
+        for (int64_t t = L; t < T; ++t) std::copy(h.begin(), h.end(), states + (row * T + t) * H);
+      std::copy(h.begin(), h.end(), final_h + row * H);
+    }
+  });
+}
+
+// BPTT for K = 1. grad_states [R, T, H] (may be null) is the gradient of the state after each step
+// (past a row's length the state is its final state); grad_final [R, H]. Accumulates dW [G, H] and db
+// [G] per work item, then sums them.
+template <int MODE>
+void backward_impl(const float* w_hh, const float* att, const int64_t* len, const float* states, const float* saved,
+                   const float* grad_final, const float* grad_states, float* dgx, float* datt, float* dw, float* db,
+                   int64_t R, int64_t T, int64_t H) {
+  const int64_t G = 3 * H;
+  const int64_t chunks = (R + kBlock - 1) / kBlock;
+  std::vector<std::vector<float>> dw_parts(chunks), db_parts(chunks);
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<float> dh(H), dh_prev(H), dgh(G), zeros(H, 0.0f);
+    for (int64_t c = c0; c < c1; ++c) {
+      std::vector<float>& dwc = dw_parts[c];
+      std::vector<float>& dbc = db_parts[c];
+      dwc.assign(G * H, 0.0f);
+      dbc.assign(G, 0.0f);
+      for (int64_t row = c * kBlock; row < std::min(R, (c + 1) * kBlock); ++row) {
+        const int64_t L = std::min<int64_t>(std::max<int64_t>(len[row], 0), T);
+        for (int64_t k = 0; k < H; ++k) dh[k] = grad_final[row * H + k];
+        if (grad_states && L > 0)  // the states after steps L-1 .. T-1 are all the final state
+          for (int64_t t = L - 1; t < T; ++t)
+            for (int64_t k = 0; k < H; ++k) dh[k] += grad_states[(row * T + t) * H + k];
+        for (int64_t t = L - 1; t >= 0; --t) {
+          const float* s = saved + (row * T + t) * 5 * H;
+          const float* r = s;
+          const float* z = s + H;
+          const float* n = s + 2 * H;
+          const float* ghn = s + 3 * H;
+          const float* w = s + 4 * H;
+          const float* hp = t > 0 ? states + (row * T + t - 1) * H : zeros.data();
+          const float a = att ? att[row * T + t] : 0.0f;
+          float* dx = dgx + (row * T + t) * G;
+          float da = 0.0f;
+          for (int64_t k = 0; k < H; ++k) {
+            const float g = dh[k];
+            const float dmix = g * (n[k] - hp[k]);
+            const float dpre_n = g * w[k] * (1.0f - n[k] * n[k]);
+            float dz = 0.0f;
+            if constexpr (MODE == 0) {
+              dz = -dmix;
+            } else if constexpr (MODE == 1) {
+              da += dmix;
+            } else if constexpr (MODE == 2) {
+              dz = -a * dmix;
+              da += (1.0f - z[k]) * dmix;
+            } else {
+              dz = (a - 1.0f) * dmix;
+              da += z[k] * dmix;
+            }
+            const float dpre_z = dz * z[k] * (1.0f - z[k]);
+            const float dpre_r = dpre_n * ghn[k] * r[k] * (1.0f - r[k]);
+            dx[k] = dpre_r;
+            dx[H + k] = dpre_z;
+            dx[2 * H + k] = dpre_n;
+            dgh[k] = dpre_r;
+            dgh[H + k] = dpre_z;
+            dgh[2 * H + k] = dpre_n * r[k];
+            dh_prev[k] = g * (1.0f - w[k]);
+          }
+          if (datt) datt[row * T + t] = da;
+          for (int64_t j = 0; j < G; ++j) {  // dh_prev += dgh W; dW += dgh^T h_prev; db += dgh
+            const float d = dgh[j];
+            const float* wj = w_hh + j * H;
+            float* dwj = dwc.data() + j * H;
+#pragma omp simd
+            for (int64_t k = 0; k < H; ++k) {
+              dh_prev[k] += d * wj[k];
+              dwj[k] += d * hp[k];
+            }
+            dbc[j] += d;
+          }
+          for (int64_t k = 0; k < H; ++k)
+            dh[k] = dh_prev[k] + (grad_states && t > 0 ? grad_states[(row * T + t - 1) * H + k] : 0.0f);
+        }
+      }
+    }
+  });
+  std::fill(dw, dw + G * H, 0.0f);
+  std::fill(db, db + G, 0.0f);
+  for (int64_t c = 0; c < chunks; ++c) {  // a fixed order: the same sums whatever the thread count
+    for (int64_t i = 0; i < G * H; ++i) dw[i] += dw_parts[c][i];
+    for (int64_t i = 0; i < G; ++i) db[i] += db_parts[c][i];
+  }
+}
+
+template <typename F>
+void dispatch(int64_t mode, F&& f) {
+  switch (mode) {
+    case 0: f(std::integral_constant<int, 0>{}); break;
+    case 1: f(std::integral_constant<int, 1>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    default: TORCH_CHECK(false, "unknown recurrence mode ", mode);
+  }
+}
+
+void check(const torch::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), name, " must be a contiguous CPU tensor");
+}
+
+}  // namespace
+
+// gx [B, T, 3H] float32, w_hh [3H, H], b_hh [3H], att [B * K, T] or empty, lengths [B] int64.
+// Returns (final [B * K, H], states [B * K, T, H] or empty, saved [B * K, T, 5H] or empty).
+std::vector<torch::Tensor> forward(torch::Tensor gx, torch::Tensor w_hh, torch::Tensor b_hh, torch::Tensor att,
+                                   torch::Tensor lengths, int64_t mode, int64_t K, bool want_states, bool want_saved) {
+  check(gx, "gx");
+  check(w_hh, "w_hh");
+  check(b_hh, "b_hh");
+  check(lengths, "lengths");
+  TORCH_CHECK(gx.scalar_type() == torch::kFloat && lengths.scalar_type() == torch::kLong, "float32 gx, int64 lengths");
+  const int64_t B = gx.size(0), T = gx.size(1), H = w_hh.size(1), R = B * K;
+  TORCH_CHECK(gx.size(2) == 3 * H && w_hh.size(0) == 3 * H && b_hh.numel() == 3 * H, "shapes of gx, w_hh, b_hh");
+  const bool has_att = att.numel() > 0;
+  if (has_att) {
+    check(att, "att");
+    TORCH_CHECK(att.size(0) == R && att.size(1) == T, "att must be [B * K, T]");
+  }
+  auto opts = gx.options();
+  auto final_h = torch::empty({R, H}, opts);
+  auto states = want_states ? torch::empty({R, T, H}, opts) : torch::Tensor();
+  auto saved = want_saved ? torch::empty({R, T, 5 * H}, opts) : torch::Tensor();
+  auto wt = w_hh.t().contiguous();
+  dispatch(mode, [&](auto m) {
+    forward_impl<decltype(m)::value>(gx.data_ptr<float>(), wt.data_ptr<float>(), b_hh.data_ptr<float>(),
+                                     has_att ? att.data_ptr<float>() : nullptr, lengths.data_ptr<int64_t>(),
+                                     final_h.data_ptr<float>(), want_states ? states.data_ptr<float>() : nullptr,
+                                     want_saved ? saved.data_ptr<float>() : nullptr, R, K, T, H);
+  });
+  return {final_h, want_states ? states : torch::empty({0}, opts), want_saved ? saved : torch::empty({0}, opts)};
+}
+
+// Gradients of gx [B, T, 3H], w_hh, b_hh and att [B, T] (empty without attention), for K = 1.
+std::vector<torch::Tensor> backward(torch::Tensor grad_final, torch::Tensor grad_states, torch::Tensor w_hh,
+                                    torch::Tensor att, torch::Tensor lengths, torch::Tensor states,
+                                    torch::Tensor saved, int64_t mode) {
+  for (auto* t : {&grad_final, &w_hh, &lengths, &states, &saved}) check(*t, "backward input");
+  const int64_t R = states.size(0), T = states.size(1), H = states.size(2), G = 3 * H;
+  const bool has_att = att.numel() > 0, has_gs = grad_states.numel() > 0;
+  if (has_gs) check(grad_states, "grad_states");
+  auto opts = states.options();
+  auto dgx = torch::zeros({R, T, G}, opts);
+  auto datt = has_att ? torch::zeros({R, T}, opts) : torch::empty({0}, opts);
+  auto dw = torch::empty({G, H}, opts);
+  auto db = torch::empty({G}, opts);
+  dispatch(mode, [&](auto m) {
+    backward_impl<decltype(m)::value>(w_hh.data_ptr<float>(), has_att ? att.data_ptr<float>() : nullptr,
+                                      lengths.data_ptr<int64_t>(), states.data_ptr<float>(), saved.data_ptr<float>(),
+                                      grad_final.data_ptr<float>(), has_gs ? grad_states.data_ptr<float>() : nullptr,
+                                      dgx.data_ptr<float>(), has_att ? datt.data_ptr<float>() : nullptr,
+                                      dw.data_ptr<float>(), db.data_ptr<float>(), R, T, H);
+  });
+  return {dgx, dw, db, datt};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &forward, "fused GRU-family recurrence, forward");
+  m.def("backward", &backward, "fused GRU-family recurrence, BPTT");
+}
