@@ -61,6 +61,7 @@ SCORES = pa.schema([
     ("hist_len", I32), ("pctr", pa.float32()),
     pa.field("label", I32, nullable=True), pa.field("bid", F64, nullable=True),
     pa.field("p_true", F64, nullable=True), pa.field("position", I32, nullable=True),
+    pa.field("ecpm_rank", I32, nullable=True),  # 1 = the request's best by bid x pCTR (null without bids)
 ])
 
 SEQUENCE_COLUMNS = ("hist_item_idx", "hist_category_idx", "neg_item_idx", "neg_category_idx")

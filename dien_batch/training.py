@@ -31,21 +31,25 @@ class TrainConfig:
     features: str
     out: str
     model: str = "dien"
-    epochs: int = 3
+    epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
     aux_alpha: float = 1.0
-    attention: str = "bilinear"
-    augru_variant: str = "paper"
-    activation: str = "dice"
+    attention: str = "mlp"
+    augru_variant: str = "official"
+    activation: str = "auto"
     head: str = "extended"
-    input_bn: bool = False
-    attention_init: str = "default"
-    embedding_l2: float = 0.0
+    input_bn: bool = True
+    aux_norm: bool = True
+    interest_product: bool = True
+    attention_norm: str = "softmax"
+    embedding_std: float = 0.05
+    category_std: float = 0.3
+    embedding_l2: float = 0.1
     lr_decay: float = 1.0
     embedding_dim: int = 18
     hidden: int = 36
-    patience: int = 1
+    patience: int = 2
     eval_batch_size: int = 4096
     threads: int = 0
     seed: int = 0
@@ -116,7 +120,9 @@ def train(cfg: TrainConfig) -> dict:
     config = ModelConfig(model=cfg.model, n_users=sizes["user"], n_items=sizes["item"],
                          n_categories=sizes["category"], embedding_dim=cfg.embedding_dim, hidden=cfg.hidden,
                          attention=cfg.attention, augru_variant=cfg.augru_variant, activation=cfg.activation,
-                         head=cfg.head, input_bn=cfg.input_bn, attention_init=cfg.attention_init,
+                         head=cfg.head, input_bn=cfg.input_bn, aux_norm=cfg.aux_norm,
+                         interest_product=cfg.interest_product, attention_norm=cfg.attention_norm,
+                         embedding_std=cfg.embedding_std, category_std=cfg.category_std,
                          aux_alpha=cfg.aux_alpha if cfg.model == "dien" else 0.0)
     model = CTRModel(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)

@@ -35,8 +35,21 @@ def request_inputs(table: pa.Table | pa.RecordBatch) -> dict[str, np.ndarray]:
     }
 
 
-def flat_scores(table: pa.Table | pa.RecordBatch, pctr: np.ndarray, counts: np.ndarray) -> pa.Table:
-    """One row per real candidate: request_id, user_id, item_id, category_id, hist_len, pctr (+ logged)."""
+def rank_within(owner: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """1-based rank of each row by descending value within its owner (ties: input order)."""
+    order = np.lexsort((np.arange(len(value)), -value, owner))
+    first = np.r_[True, owner[order][1:] != owner[order][:-1]] if len(order) else np.zeros(0, bool)
+    start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order)) - start + 1
+    return rank
+
+
+def flat_scores(table: pa.Table | pa.RecordBatch, pctr: np.ndarray, counts: np.ndarray,
+                top_k: int | None = None) -> pa.Table:
+    """One row per real candidate: request_id, user_id, item_id, category_id, hist_len, pctr (+ logged), and
+    the candidate's rank in its request by bid x pCTR (by pCTR where no bid is given); `top_k` keeps the
+    best K of each request."""
     from dien_batch import schema
 
     R, K = pctr.shape
@@ -58,11 +71,18 @@ def flat_scores(table: pa.Table | pa.RecordBatch, pctr: np.ndarray, counts: np.n
         index[present] = np.arange(present.sum())
         return values.take(pa.array(index, mask=~present)).cast(schema.SCORES.field(name[5:]).type)
 
+    scores = pctr.ravel()[keep].astype(np.float32)
+    bid = per_candidate("cand_bid")
+    bids = bid.to_numpy(zero_copy_only=False).astype(np.float64)
+    has_bid = ~np.isnan(bids)
+    rank = rank_within(owner, np.where(has_bid, bids * scores, scores))
     columns = {
         "request_id": per_request("request_id"), "user_id": per_request("user_id"),
         "item_id": per_candidate("cand_item_id"), "category_id": per_candidate("cand_category_id"),
-        "hist_len": per_request("hist_len"), "pctr": pa.array(pctr.ravel()[keep].astype(np.float32)),
-        "label": per_candidate("cand_label"), "bid": per_candidate("cand_bid"),
+        "hist_len": per_request("hist_len"), "pctr": pa.array(scores),
+        "label": per_candidate("cand_label"), "bid": bid,
         "p_true": per_candidate("cand_p_true"), "position": per_candidate("cand_position"),
+        "ecpm_rank": pa.array(rank, mask=~has_bid),
     }
-    return pa.table([columns[f.name] for f in schema.SCORES], schema=schema.SCORES)
+    out = pa.table([columns[f.name] for f in schema.SCORES], schema=schema.SCORES)
+    return out.filter(pa.array(rank <= top_k)) if top_k else out

@@ -8,7 +8,9 @@ content, so the result has no duplicates and no gaps. When every shard is done, 
 renamed to `OUT` with a `_manifest.json`.
 
 Within a shard, requests are scored in batches of similar history length (sorted, then put back in
-input order): less padding, the same scores.
+input order): less padding, the same scores. A batch holds at most `batch_requests` requests and at
+most PAIR_STEPS (candidates x history steps) of work, which bounds every engine's intermediates
+(attention over T steps for K candidates) whatever K and T are.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .reading import RowRanges
 from .requests import REQUEST_COLUMNS, flat_scores, request_inputs
 
 PROGRESS, MANIFEST = "_progress.json", "_manifest.json"
+PAIR_STEPS = 1 << 18  # per batch: about 1 KB of intermediates each, so ~0.25 GB at most
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class ScoreConfig:
     shard_requests: int = 20_000
     threads: int = 0
     overwrite: bool = False
+    top_k: int | None = None
 
 
 def _vocab_dir(cfg: ScoreConfig) -> Path | None:
@@ -57,17 +61,21 @@ def _vocab_dir(cfg: ScoreConfig) -> Path | None:
     raise UsageError(f"cannot find the vocabulary the requests in {cfg.requests} were built with: pass --vocab DIR")
 
 
-def score_table(engine, table: pa.Table, batch_requests: int) -> pa.Table:
+def score_table(engine, table: pa.Table, batch_requests: int, top_k: int | None = None) -> pa.Table:
     """Scores for every candidate of every request in `table`, in input order."""
     counts = np.diff(table.column("cand_item_idx").combine_chunks().offsets.to_numpy())
-    pctr = np.zeros((table.num_rows, int(counts.max()) if len(counts) else 0), dtype=np.float32)
-    order = np.argsort(table.column("hist_len").to_numpy(), kind="stable")
-    for start in range(0, len(order), batch_requests):
-        rows = order[start:start + batch_requests]
-        inputs = request_inputs(table.take(pa.array(rows)))
-        scores = engine.score(inputs)
+    k_max = int(counts.max()) if len(counts) else 0
+    pctr = np.zeros((table.num_rows, k_max), dtype=np.float32)
+    lengths = table.column("hist_len").to_numpy()
+    order = np.argsort(lengths, kind="stable")
+    start = 0
+    while start < len(order):
+        longest = max(int(lengths[order[min(start + batch_requests, len(order)) - 1]]), 1)
+        rows = order[start:start + max(1, min(batch_requests, PAIR_STEPS // max(k_max * longest, 1)))]
+        start += len(rows)
+        scores = engine.score(request_inputs(table.take(pa.array(rows))))
         pctr[rows, :scores.shape[1]] = scores
-    return flat_scores(table, pctr, counts)
+    return flat_scores(table, pctr, counts, top_k)
 
 
 def score(cfg: ScoreConfig) -> dict:
@@ -79,7 +87,7 @@ def score(cfg: ScoreConfig) -> dict:
     out = Path(cfg.out).absolute()
     partial = out.with_name(out.name + ".partial")
     plan = {"input": data.fingerprint(), "model": engine.identity["config_hash"], "engine": cfg.engine,
-            "shard_requests": cfg.shard_requests}
+            "shard_requests": cfg.shard_requests, "top_k": cfg.top_k}
     plan_hash = stable_hash(plan)
     if out.exists():
         done = out / MANIFEST
@@ -106,7 +114,7 @@ def score(cfg: ScoreConfig) -> dict:
             bar.update(stop - start)
             continue
         table = data.read(start, stop, REQUEST_COLUMNS)
-        scores = score_table(engine, table, cfg.batch_requests)
+        scores = score_table(engine, table, cfg.batch_requests, cfg.top_k)
         target = partial / f"part-{shard:05d}.parquet"
         tmp = partial / f".part-{shard:05d}.parquet.tmp"
         pq.write_table(scores, tmp, compression="zstd")

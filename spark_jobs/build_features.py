@@ -34,6 +34,7 @@ MIN_TS_DEFAULT = "1995-01-01"
 POSITIVE_RATE_BOUNDS = (0.0005, 0.9995)
 SPLIT_DIRS = dict(enumerate(builder.SPLITS))
 UNKNOWN_CATEGORY = "<unknown>"  # the category of an item the item table does not know
+MIN_KNOWN_SHARE = 0.01  # a reused vocabulary that knows fewer of the users and of the items is from elsewhere
 VOCABS = ("user", "item", "category")
 ROW_GROUP_BYTES = 16 * 1024 * 1024  # small row groups: training shuffles by row group
 
@@ -61,6 +62,7 @@ class BuildConfig:
     min_ts: str | None = None
     max_ts: str | None = None
     until: str | None = None
+    candidate_table: str | None = None
     seed: int = 0
     master: str = "local[2]"
     driver_memory: str = "4g"
@@ -195,7 +197,10 @@ def _impression_rows(spark, inputs: Inputs, with_source: bool = False):
 def _good(df, inputs: Inputs, *columns):
     from pyspark.sql import functions as F
 
-    return good_rows(df.drop("_reason"), inputs.ts_range).filter(~F.col("_filtered")).select(*columns)
+    good = good_rows(df.drop("_reason"), inputs.ts_range).filter(~F.col("_filtered"))
+    # Optional columns (an impressions table without bid, position or p_true) come out as nulls.
+    optional = {"bid": "double", "p_true": "double", "position": "int"}
+    return good.select(*[c if c in good.columns else F.lit(None).cast(optional[c]).alias(c) for c in columns])
 
 
 def _build_vocab(events, impressions, reuse: str | None) -> tuple[dict[str, pa.Table], dict[str, pa.Table]]:
@@ -404,6 +409,10 @@ def _add(counts: dict, what: str, reason: str, n: int) -> None:
 
 def run(cfg: BuildConfig, spark=None) -> dict:
     """Build the dataset into cfg.out atomically; returns the manifest."""
+    if cfg.candidate_table:
+        from .candidates import run as build_candidates
+
+        return build_candidates(cfg, spark)
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -452,9 +461,19 @@ def run(cfg: BuildConfig, spark=None) -> dict:
                                       "(expectation expect_table_row_count_to_be_between failed)")
         with timer("vocabulary"):
             vocab, keys = _build_vocab(good_events, good_imps, cfg.vocab)
+            known = {name: round(float(pc.mean(pc.not_equal(keys[name]["idx"], schema.OOV_IDX)).as_py() or 0), 4)
+                     for name in VOCABS}
+            if cfg.vocab and max(known["user"], known["item"]) < MIN_KNOWN_SHARE:
+                raise DataValidationError(
+                    f"--vocab {cfg.vocab} knows {known['user']:.1%} of this input's users and {known['item']:.1%} "
+                    "of its items: a vocabulary from another dataset? (expectation "
+                    "expect_column_values_to_be_in_set(vocabulary) failed)")
             (tmp / "vocab").mkdir()
             for name, table in vocab.items():
-                pq.write_table(table, tmp / "vocab" / f"{name}.parquet")
+                if cfg.vocab:  # a reused vocabulary is copied byte for byte
+                    shutil.copyfile(Path(cfg.vocab) / f"{name}.parquet", tmp / "vocab" / f"{name}.parquet")
+                else:
+                    pq.write_table(table, tmp / "vocab" / f"{name}.parquet")
             sizes = quality.VocabSizes(*(vocab[n].num_rows for n in VOCABS))
             distinct_events = keep(_distinct_events(spark, good_events, keys))
             distinct_imps = None if good_imps is None else keep(_distinct_impressions(spark, good_imps, keys))
@@ -498,6 +517,7 @@ def run(cfg: BuildConfig, spark=None) -> dict:
         counts = {what: (c[0], c[1], dict(sorted(c[2].items())), c[3]) for what, c in counts.items()}
         manifest = _manifest(cfg, inputs, counts, split_counts, n_requests, sizes, validator, timer, spark,
                              review_style)
+        manifest["vocab"]["known_share"] = known  # distinct ids of this input found in the vocabulary
         manifest["seconds"] = round(time.perf_counter() - started, 2)
         write_json(tmp / "manifest.json", manifest)
         if not all(o.success for o in validator.outcomes):

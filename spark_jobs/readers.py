@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import csv
 import functools
+import gzip
 import json
 import operator
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+import pyarrow as pa
 
 from dien_batch.data.formats import HTML_ENTITIES, TableSpec, parse_meta_line
 from dien_batch.errors import DataValidationError
@@ -40,8 +43,15 @@ def _fail(what: str, path: Path, column: str | None, expectation: str, detail: s
     return DataValidationError(f"{where}: {detail} (expectation {expectation} failed)")
 
 
+def _open_text(path: Path):
+    """A data file as text, through gzip for `.gz` (Spark's readers decompress those by their suffix)."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig", errors="replace", newline="")
+    return open(path, encoding="utf-8-sig", errors="replace", newline="")  # utf-8-sig: a BOM is not a name
+
+
 def _csv_header(path: Path, spec: TableSpec) -> list[str]:
-    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+    with _open_text(path) as fh:
         line = fh.readline()
     quote = spec.options.get("quote", '"')
     if quote == "\u0000":
@@ -55,7 +65,7 @@ def _csv_header(path: Path, spec: TableSpec) -> list[str]:
 
 
 def _json_keys(path: Path) -> list[str]:
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    with _open_text(path) as fh:
         for _, line in zip(range(100), fh, strict=False):
             try:
                 record = json.loads(line)
@@ -68,7 +78,7 @@ def _json_keys(path: Path) -> list[str]:
 
 def _has_data_rows(path: Path, spec: TableSpec) -> bool:
     skip = 1 if spec.reader == "csv" and spec.options.get("header") != "false" else 0
-    with open(path, "rb") as fh:
+    with _open_text(path) as fh:
         return any(i >= skip and line.strip() for i, line in enumerate(fh))
 
 
@@ -85,13 +95,23 @@ def _file_columns(what: str, path: Path, spec: TableSpec) -> list[str] | None:
 
         try:
             meta = pq.read_metadata(path)
+            arrow = meta.schema.to_arrow_schema()
         except Exception as exc:  # noqa: BLE001 - any pyarrow failure means "not Parquet"
             raise _fail(what, path, None, "file_is_readable", f"not a readable Parquet file ({exc})") from exc
-        return meta.schema.names if meta.num_rows else None
+        nested = [f.name for f in arrow if pa.types.is_nested(f.type) and f.name in _role_columns(spec)]
+        if nested:
+            raise _fail(what, path, nested[0], "expect_column_values_to_be_of_type",
+                        f"holds {arrow.field(nested[0]).type}, not a scalar (string, number or timestamp)")
+        return arrow.names if meta.num_rows else None
     if size == 0 or not _has_data_rows(path, spec):
         return None
     if spec.reader == "csv":
-        return _csv_header(path, spec)
+        names = _csv_header(path, spec)
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise _fail(what, path, repeated[0], "expect_table_columns_to_be_unique",
+                        f"the header names '{repeated[0]}' more than once")
+        return names
     if spec.reader == "json":
         return _json_keys(path)
     return []  # pyliteral lines: fields are checked per row
@@ -115,8 +135,13 @@ def resolve(what: str, files: list[Path], spec: TableSpec) -> ResolvedTable:
         for role, options in spec.columns.items():
             found = next((c for c in options.split("|") if spec.reader == "pyliteral" or c in file_names), None)
             if found is None and role not in spec.optional:
+                hint = ""
+                if spec.reader == "csv" and len(file_names) == 1:
+                    other = next((c for c in (";", "\t", "|", ",") if c in file_names[0]), None)
+                    hint = f"; the header looks {'tab' if other == chr(9) else repr(other)}-separated: pass --sep" \
+                        if other else ""
                 raise _fail(what, path, options.split("|")[0], "expect_column_to_exist",
-                            f"the '{role}' column is missing (columns: {', '.join(file_names) or 'none'})")
+                            f"the '{role}' column is missing (columns: {', '.join(file_names) or 'none'}){hint}")
             if found is not None:
                 roles[role] = found
     if not usable:
@@ -124,6 +149,10 @@ def resolve(what: str, files: list[Path], spec: TableSpec) -> ResolvedTable:
         raise DataValidationError(f"{what} input is empty ({listed}: no data rows) "
                                   "(expectation expect_table_row_count_to_be_between failed)")
     return ResolvedTable(what, spec, usable, names or [], roles, empty)
+
+
+def _role_columns(spec: TableSpec) -> set[str]:
+    return {c for options in spec.columns.values() for c in options.split("|")}
 
 
 def _ts_seconds(name: str, dtype):
@@ -171,6 +200,7 @@ def read_table(spark, t: ResolvedTable, ts_range: tuple[int, int] | None = None,
     """Canonical columns, raw text of each role (`raw_<role>`), the reject `_reason`, and with
     `with_source` the file each row came from (a per-row string: only for the rejects output)."""
     from pyspark.sql import functions as F
+    from pyspark.sql import types as T
 
     df = _source_frame(spark, t)
     roles = t.roles if t.spec.reader != "pyliteral" else {"item": "item", "category": "category"}
@@ -184,6 +214,8 @@ def read_table(spark, t: ResolvedTable, ts_range: tuple[int, int] | None = None,
     for role in roles:
         src = F.col(f"_in_{role}")
         if role in ID_ROLES:
+            if isinstance(dtypes[roles[role]], T.FloatType | T.DoubleType):  # a NaN id is a missing id
+                src = F.when(F.isnan(src), None).otherwise(src)
             value = F.trim(src.cast("string"))
             if role == "category" and t.spec.category_rule == "first_token":
                 value = F.split(value, r"\s+").getItem(0)

@@ -7,6 +7,7 @@ same `score_table` the single-process scorer uses. Output is written atomically 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -42,14 +43,17 @@ def _engine(payload: dict, key: str):
         from dien_batch.engines.base import open_engine
 
         folder = Path(tempfile.mkdtemp(prefix="dien-batch-model-"))
-        for name, data in payload["files"].items():
-            (folder / name).write_bytes(data)
-        _ENGINES[key] = open_engine(folder / payload["entry"] if payload["entry"] else folder, payload["kind"], 1)
+        try:  # engines hold the model in memory once loaded: the copy is not needed afterwards
+            for name, data in payload["files"].items():
+                (folder / name).write_bytes(data)
+            _ENGINES[key] = open_engine(folder / payload["entry"] if payload["entry"] else folder, payload["kind"], 1)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     return _ENGINES[key]
 
 
 def score_on_spark(model: str, kind: str, requests: str, out: str, vocab: str | None, master: str = "local[2]",
-                   spark=None, batch_requests: int = 512) -> dict:
+                   spark=None, batch_requests: int = 512, top_k: int | None = None) -> dict:
     from dien_batch.engines.base import open_engine
     from dien_batch.engines.manifest import check_vocabulary
     from dien_batch.engines.requests import REQUEST_COLUMNS
@@ -68,7 +72,7 @@ def score_on_spark(model: str, kind: str, requests: str, out: str, vocab: str | 
         engine = _engine(payload.value, key)
         for batch in batches:
             if batch.num_rows:
-                yield from score_table(engine, pa.Table.from_batches([batch]), batch_requests).to_batches()
+                yield from score_table(engine, pa.Table.from_batches([batch]), batch_requests, top_k).to_batches()
 
     started = time.perf_counter()
     frame = spark.read.parquet(str(requests)).select(*REQUEST_COLUMNS)

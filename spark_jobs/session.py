@@ -30,6 +30,35 @@ def find_java() -> str:
     return java
 
 
+JVM_NOISE = ("WARNING: Using incubator modules",)  # printed by every Spark 4 JVM at start; not the user's concern
+
+
+def _start_quiet_gateway(master: str, app: str, settings: dict[str, str]) -> None:
+    """Start the JVM ourselves with its stderr piped through a filter that drops the start-up noise
+    above and forwards everything else (errors included) to our stderr."""
+    import threading
+    from subprocess import PIPE
+
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ:
+        return
+    conf = SparkConf().setMaster(master).setAppName(app).setAll(list(settings.items()))
+    gateway = launch_gateway(conf, popen_kwargs={"stderr": PIPE})
+    proc = gateway.proc
+
+    def forward():
+        for raw in iter(proc.stderr.readline, b""):
+            line = raw.decode(errors="replace")
+            if not line.startswith(JVM_NOISE):
+                sys.stderr.write(line)
+                sys.stderr.flush()
+
+    threading.Thread(target=forward, name="spark-stderr", daemon=True).start()
+    SparkContext._ensure_initialized(gateway=gateway, conf=conf)
+
+
 def spark_session(master: str = "local[2]", *, app: str = "dien-batch", driver_memory: str = "4g",
                   shuffle_partitions: int | None = None, conf: dict[str, str] | None = None):
     """Get or create the session. Local masters bind to 127.0.0.1 and keep the UI off."""
@@ -59,6 +88,7 @@ def spark_session(master: str = "local[2]", *, app: str = "dien-batch", driver_m
     if local:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         settings.update({"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"})
+    _start_quiet_gateway(master, app, settings)
     builder = SparkSession.builder.master(master).appName(app)
     for key, value in settings.items():
         builder = builder.config(key, value)

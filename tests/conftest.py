@@ -19,6 +19,23 @@ SMALL_WORLD = SynthSpec(users=300, items=2_000, categories=40, days=30, events_p
                         requests=1_500, candidates_per_request=10, seed=7)
 
 
+def swapped_vocabulary(src: Path, dst: Path, rewrite_only: bool = False) -> Path:
+    """A copy of a vocabulary directory in which two items trade indices (a different vocabulary), or with
+    `rewrite_only` the same content rewritten differently (another compression and row grouping)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dst.mkdir(parents=True)
+    for f in sorted(src.iterdir()):
+        table = pq.read_table(f)
+        if f.name == "item.parquet" and not rewrite_only:
+            ids = table["id"].to_pylist()
+            ids[2], ids[3] = ids[3], ids[2]
+            table = table.set_column(0, "id", pa.array(ids))
+        pq.write_table(table, dst / f.name, compression="gzip" if rewrite_only else "snappy", row_group_size=7)
+    return dst
+
+
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "world"

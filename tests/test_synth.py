@@ -134,3 +134,32 @@ def test_candidates_of_a_request_are_distinct(small_world):
     imps = read(small_world, "impressions")
     pairs = imps.group_by(["request_id", "item_id"]).aggregate([("item_id", "count")])
     assert len(pairs) == len(imps)
+
+
+def test_what_a_model_must_extract_to_reach_the_truth():
+    """The docstring's claims, against oracles that know the world: the truth beats an oracle that knows
+    every track's position as of the last behaviour (what is left is the drift since: direction, which only
+    order shows), which beats exact-match shares of recent behaviour (no ring, no per-track positions)."""
+    from dien_batch.data.synth import simulate
+    from dien_batch.evaluation.metrics import auc
+
+    spec = dataclasses.replace(SMALL_WORLD, users=2000, items=5000, categories=50, days=60, requests=6000, seed=11)
+    world, ev, imp = simulate(spec)
+    y, t, u, c = imp["clicked"], imp["t"], imp["user"], imp["category"]
+    key = ev["user"].astype(np.int64) * (1 << 32) + ev["t"]
+    end = np.searchsorted(key, u.astype(np.int64) * (1 << 32) + t, side="left")  # history strictly before t
+    start = np.searchsorted(ev["user"], u, side="left")
+    has = end > start  # a request never opens a user's first session (sessions seconds apart aside)
+    assert has.mean() > 0.995
+    y, t, u, c, end, start = y[has], t[has], u[has], c[has], end[has], start[has]
+    imp = {"p_true": imp["p_true"][has]}
+    last_behaviour = ev["t"][end - 1]
+    assert np.median((t - last_behaviour) / 86_400) > 1.0  # requests come days after the previous session
+    truth = auc(y, imp["p_true"])
+    as_of_last = auc(y, world.affinity(u, c, last_behaviour))
+    share5 = np.zeros(len(y))
+    for j in range(1, 6):
+        idx = end - j
+        share5 += (idx >= start) * (ev["category"][np.maximum(idx, 0)] == c)
+    recent_share = auc(y, share5 / np.minimum(end - start, 5))
+    assert truth > as_of_last + 0.03 > recent_share + 0.08, (truth, as_of_last, recent_share)

@@ -24,6 +24,7 @@ dien-batch build-features --events reviews_Books.json --meta meta_Books.json --f
     --samples last --split last --out features-books
 dien-batch build-features --events UserBehavior.csv --format taobao --behaviors buy,cart,fav --out tb
 dien-batch build-features --events day2 --format synth --vocab features/vocab --split time:2025-03-01 --out day2
+dien-batch build-features --events logs/ --candidate-table tomorrow.parquet --vocab features/vocab --out serve
 dien-batch build-features --events ratings.csv --format csv --columns user=userId,item=movieId,ts=timestamp \
     --meta movies.csv --meta-columns item=movieId,category=genres --category-sep '|' --out movielens
 """)
@@ -64,6 +65,10 @@ dien-batch build-features --events ratings.csv --format csv --columns user=userI
 @click.option("--min-ts", help="Reject events before this date (default 1995-01-01).")
 @click.option("--max-ts", help="Reject events at or after this date (default now).")
 @click.option("--until", help="Build as of this date: rows at or after it are left out (counted as filtered).")
+@click.option("--candidate-table", type=click.Path(exists=True),
+              help="Score these candidates instead of building training data: Parquet or CSV with request_id, "
+                   "user_id, ts, item_id[, category_id, bid, position, clicked]. Needs --vocab; writes only "
+                   "requests/, vocab/, rejects/, validation/ (histories from --events before each request's ts).")
 @click.option("--master", default="local[2]", show_default=True, help="Spark master URL.")
 @click.option("--driver-memory", default="4g", show_default=True, help="Spark driver memory.")
 def build_features(seed: int, **options) -> None:
@@ -80,7 +85,10 @@ def build_features(seed: int, **options) -> None:
     rows = [("format", manifest["format"]["name"])]
     rows += [(f"{what} rows", _rows_line(acc)) for what, acc in manifest["rows"].items()]
     rows += [(f"{split} samples", f"{c['rows']:,} (positive rate {c['positive_rate']})")
-             for split, c in manifest["samples"].items()]
+             for split, c in manifest.get("samples", {}).items()]
+    if "out_of_vocabulary" in manifest:
+        rows.append(("out of vocabulary", ", ".join(f"{k.replace('_', ' ')} {v:,}"
+                                                     for k, v in manifest["out_of_vocabulary"].items())))
     rows += [("scoring requests", manifest["requests"]),
              ("vocabulary", "{users:,} users, {items:,} items, {categories:,} categories".format(**manifest["vocab"])),
              ("validation", "passed (" + ", ".join(manifest["validation"]) + ")"),

@@ -18,6 +18,7 @@ GATES = {
     "pcoc_max": "PCOC is at most this",
     "max_rejected_fraction": "at most this fraction of input rows was rejected",
     "min_ctr_gain_lo": "the simulated CTR gain's lower 95% bound is at least this",
+    "min_auc_gain": "the candidate model's AUC minus the baseline's is at least this",
 }
 
 
@@ -38,6 +39,10 @@ def _gate_failures(gates: dict, metrics: dict, manifest: dict, previous: dict | 
     if previous and previous.get("auc") is not None and auc is not None:
         check("max_auc_drop", previous["auc"] - auc <= gates.get("max_auc_drop", 1),
               f"AUC {auc:.4f} after {previous['auc']:.4f} on {previous['date']}")
+    base_auc = metrics.get("baseline", {}).get("auc")
+    gain = None if auc is None or base_auc is None else auc - base_auc
+    check("min_auc_gain", gain is not None and gain >= gates.get("min_auc_gain", -1),
+          f"AUC {auc} vs baseline {base_auc}" + ("" if gain is None else f" (gain {gain:+.4f})"))
     pcoc = model.get("pcoc")
     check("pcoc_min", pcoc is not None and pcoc >= gates.get("pcoc_min", 0), f"PCOC {pcoc}")
     check("pcoc_max", pcoc is not None and pcoc <= gates.get("pcoc_max", float("inf")), f"PCOC {pcoc}")
@@ -45,10 +50,39 @@ def _gate_failures(gates: dict, metrics: dict, manifest: dict, previous: dict | 
         share = rows["rows_rejected"] / max(rows["rows_in"], 1)
         check("max_rejected_fraction", share <= gates.get("max_rejected_fraction", 1),
               f"{share:.2%} of {what} rows rejected")
-    gain = metrics.get("simulation", {}).get("gains", {}).get("ctr_lo")
-    check("min_ctr_gain_lo", gain is not None and gain >= gates.get("min_ctr_gain_lo", -1),
-          f"CTR gain lower bound {gain}")
+    ctr_lo = metrics.get("simulation", {}).get("gains", {}).get("ctr_lo")
+    check("min_ctr_gain_lo", ctr_lo is not None and ctr_lo >= gates.get("min_ctr_gain_lo", -1),
+          f"CTR gain lower bound {ctr_lo}")
     return failures
+
+
+def _serve(cfg: dict, day: str, work: Path) -> dict | None:
+    """The serving leg ([nightly.serve]): that night's candidate table scored with the candidate model
+    into SERVE_OUT/DATE/ (histories from the log before each request); only after every gate passed."""
+    serve = cfg.get("serve")
+    if not serve:
+        return None
+    from dien_batch.engines.scoring import ScoreConfig, score
+    from dien_batch.spark_jobs.build_features import BuildConfig, run
+
+    from .. import ui
+
+    missing = [k for k in ("candidates", "out") if k not in serve]
+    if missing:
+        from ..errors import UsageError
+
+        raise UsageError(f"[nightly.serve] is missing {', '.join(missing)}")
+    fill = {"date": day}
+    ui.info(f"nightly {day}: gates passed, scoring tonight's candidates")
+    features = work / "serve-features"
+    run(BuildConfig(events=cfg["events"].format(**fill), fmt=cfg.get("format", "auto"), vocab=cfg["vocab"],
+                    candidate_table=serve["candidates"].format(**fill), max_len=cfg.get("max_len", 100),
+                    out=str(features), master=cfg.get("master", "local[2]")))
+    out = Path(serve["out"]) / day
+    summary = score(ScoreConfig(model=cfg["model"], engine=cfg.get("model_engine", cfg.get("engine", "torch")),
+                                requests=str(features / "requests"), out=str(out), overwrite=True,
+                                top_k=serve.get("top_k")))
+    return {"out": str(out), "requests": summary["requests"], "pairs": summary["pairs"]}
 
 
 def run_night(cfg: dict, day: str) -> tuple[Path, list[str]]:
@@ -96,9 +130,13 @@ def run_night(cfg: dict, day: str) -> tuple[Path, list[str]]:
         slots=cfg.get("slots", 3), reserve=cfg.get("reserve", 0.05), features=str(work / "features"),
         model=cfg.get("interest_model"), out=str(reports / day), seed=cfg.get("seed", 0)))
     failures = _gate_failures(cfg.get("gates", {}), metrics, manifest, previous_night(reports, day))
+    served = _serve(cfg, day, work) if not failures else None
+    if failures and cfg.get("serve"):
+        ui.info(f"nightly {day}: a gate failed, so tonight's candidates are not scored (the model is not handed on)")
     with atomic_output_dir(reports / day) as tmp:
         write_json(tmp / "metrics.json", metrics)
-        write_json(tmp / "nightly.json", {"date": day, "gates": cfg.get("gates", {}), "failed": failures})
+        write_json(tmp / "nightly.json", {"date": day, "gates": cfg.get("gates", {}), "failed": failures,
+                                          "served": served})
     render(reports / day, title=f"Nightly report {day}")
     write_index(reports)
     return reports / day / "report.html", failures

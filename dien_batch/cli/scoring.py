@@ -55,6 +55,8 @@ dien-batch score --model models/dien --spark --master spark://host:7077 --reques
               help="Requests per output shard (the unit of resumption).")
 @click.option("--threads", type=int, default=0, help="CPU threads (0 = library default).")
 @click.option("--overwrite", is_flag=True, help="Replace a finished OUT.")
+@click.option("--top-k", type=int, help="Keep the K best candidates of each request (by bid x pCTR, or pCTR "
+                                        "where the candidates have no bids).")
 @click.option("--spark", "use_spark", is_flag=True, help="Score on Spark (mapInArrow) instead of one process.")
 @click.option("--master", default="local[2]", show_default=True, help="Spark master URL (with --spark).")
 def score(seed: int, use_spark: bool, master: str, **options) -> None:
@@ -70,7 +72,7 @@ def score(seed: int, use_spark: bool, master: str, **options) -> None:
         from dien_batch.spark_jobs.score import score_on_spark
 
         summary = score_on_spark(options["model"], options["engine"], options["requests"], options["out"],
-                                 options["vocab"], master)
+                                 options["vocab"], master, top_k=options["top_k"])
     else:
         from dien_batch.engines.scoring import ScoreConfig
         from dien_batch.engines.scoring import score as run

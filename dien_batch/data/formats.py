@@ -80,8 +80,7 @@ def item_table_spec(path: str | Path, columns: dict[str, str], category_sep: str
     unknown = set(columns) - {"item", "category"}
     if unknown:
         raise UsageError(f"--meta-columns: only item=COL and category=COL, got {', '.join(sorted(unknown))}")
-    files = data_files(path)
-    reader = "parquet" if files and (files[0].suffix == ".parquet" or _head(files[0], 4) == b"PAR1") else "csv"
+    reader = _reader(path)
     cols = {"item": columns.get("item", "item_id"), "category": columns.get("category", "category_id")}
     return TableSpec(reader, cols, CSV if reader == "csv" else {}, category_sep=category_sep)
 
@@ -135,10 +134,24 @@ IMPRESSION_COLUMNS = {"request": "request_id", "user": "user_id", "ts": "ts", "i
 
 def impressions_spec(path: str | Path) -> TableSpec:
     """Logged impressions: Parquet or CSV with these column names; bid, position and p_true optional."""
+    reader = _reader(path)
+    return TableSpec(reader, IMPRESSION_COLUMNS, CSV if reader == "csv" else {}, optional=("bid", "position", "p_true"))
+
+
+CANDIDATE_COLUMNS = {"request": "request_id", "user": "user_id", "ts": "ts", "item": "item_id",
+                     "given_category": "category_id", "bid": "bid", "position": "position", "clicked": "clicked|label"}
+
+
+def candidates_spec(path: str | Path) -> TableSpec:
+    """A candidate table to score (`--candidate-table`): Parquet or CSV with request_id, user_id, ts,
+    item_id; category_id, bid, position and clicked optional."""
+    return TableSpec(_reader(path), CANDIDATE_COLUMNS, optional=("given_category", "bid", "position", "clicked"),
+                     options=CSV if _reader(path) == "csv" else {})
+
+
+def _reader(path: str | Path) -> str:
     files = data_files(path)
-    reader = "parquet" if files and (files[0].suffix == ".parquet" or _head(files[0], 4) == b"PAR1") else "csv"
-    return TableSpec(reader, IMPRESSION_COLUMNS, CSV if reader == "csv" else {},
-                     optional=("bid", "position", "p_true"))
+    return "parquet" if files and (files[0].suffix == ".parquet" or _head(files[0], 4) == b"PAR1") else "csv"
 
 
 def _head(path: Path, n: int = 4096) -> bytes:

@@ -8,18 +8,29 @@ The generative model has the phenomena DIEN is built for:
 * **Users with several interests that drift.** Each user has 1-3 interest *tracks* with fixed weights
   (Dirichlet). A track sits on a category and drifts along the ring in its own direction (±1 category)
   at random times (a Poisson process, 0.5-2 moves a week), so a user's interests evolve over time.
-* **Behaviour** (`events`): at each of the user's event times (activity is log-normal across users), a
-  track is chosen by weight and the user acts in the track's *current* category (85%), a neighbour
-  (10%) or a random category (5%); the item is drawn by popularity within the category.
-* **Ad requests** (`impressions`): K candidate ads per request, drawn from categories near the user's
-  current interests (40%), from where a track *used to be* (30%, what pooled history still suggests)
-  and from the popular catalogue (30%). The true click probability depends on the user's interests at
-  request time, not on their average history:
+* **Sessions** (`events`). A user's behaviour comes in sessions (a Poisson process over the log;
+  activity is log-normal across users). Each session serves one track, chosen by weight, and holds
+  1 + Poisson(3) events minutes apart in the category where that track is *at the session's start*
+  (85%), a neighbour (10%) or anywhere (5%); the item is drawn by popularity within the category.
+* **Ad requests** (`impressions`) open a later session (never a user's first), days after the previous
+  one: the history is every earlier session, and by the request the interests have drifted on. K
+  candidate ads per request, drawn from categories near the user's current interests (40%), from
+  where a track *used to be* (30%, what pooled history still suggests) and from the popular catalogue
+  (30%). The true click probability depends on the interests at request time:
 
       p_true = sigmoid(-3.0 + 3.5 * sum_k w_k * exp(-d(c_ad, c_k(t))^2 / (2 * 0.8^2)) + 0.4 * q_ad)
 
-  with d the ring distance and c_k(t) track k's category at the request time. A model that reads the
-  order of behaviour can follow the drift; one that pools history sees a blur of old positions.
+  with d the ring distance and c_k(t) track k's category at the request time.
+
+What a model must extract to reach the truth (checked in tests/test_synth.py against oracles that know
+the world): (1) which categories are near which (the ring: a category embedding can learn it from
+co-occurrence and drift, exact-match counts cannot); (2) the user's *current* position of every
+track, weighted by track: recent behaviour, not the whole history, and for a multi-track user the last
+session of each track, not only the last session; (3) where each track has moved *since* its last
+session: its direction is visible only in the order of past sessions, so a model that reads order can
+extrapolate and a pooled one cannot. On the default world the truth reaches AUC ~0.78, an oracle that
+knows every track's position as of the last behaviour (all of (1) and (2), none of (3)) ~0.72, and
+exact-match shares of the last k behaviours (what the classical yardstick uses) ~0.62-0.63.
 * **Logging** (`clicked`, `position`): the world is simulated, so each candidate's click outcome is drawn
   as if it were shown in the top slot (`clicked ~ Bernoulli(p_true)`): full feedback for training and
   for checking simulated A/B tests against the truth. `position` records where a mediocre logging

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import torch
 
@@ -24,7 +25,7 @@ def interest_view(model_dir: str | Path, requests: str | Path, users: int = 3, t
     name = config["architecture"]["model"]
     if name not in SEQUENCE_MODELS and name != "din":
         return {"note": f"{name} pools the history without attention; no interest-evolution view"}
-    table = pq.read_table(requests).slice(0, 2000)
+    table = ds.dataset(requests, format="parquet").head(2000)  # reads only as many row groups as needed
     vocab = Path(requests).parent / "vocab" / "category.parquet"
     cat_names = pq.read_table(vocab)["id"].to_pylist() if vocab.exists() else None
     rows = [r for r in table.to_pylist() if r["hist_len"] >= 8]

@@ -165,7 +165,11 @@ def _scripted(fn):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             return torch.jit.script(fn)
-    except Exception:  # noqa: BLE001 - any scripting failure falls back to eager
+    except Exception as exc:  # noqa: BLE001 - any scripting failure falls back to eager, said once
+        import sys
+
+        print(f"dien-batch: TorchScript could not compile {fn.__name__} ({type(exc).__name__}); the step loops "
+              "run as plain Python (about 1.7x slower where the fused recurrence is unavailable)", file=sys.stderr)
         return fn
 
 

@@ -50,15 +50,16 @@ class ModelConfig:
     n_categories: int
     embedding_dim: int = 18
     hidden: int = 36
-    attention: str = "bilinear"
-    augru_variant: str = "paper"
-    activation: str = "dice"
+    attention: str = "mlp"
+    augru_variant: str = "official"
+    activation: str = "auto"
     head: str = "extended"
-    input_bn: bool = False
-    attention_init: str = "default"
+    input_bn: bool = True
     attention_norm: str = "softmax"
     embedding_std: float = 0.05
-    aux_norm: bool = False
+    category_std: float | None = 0.3  # init std of the category table (None: embedding_std)
+    aux_norm: bool = True
+    interest_product: bool = True
     aux_alpha: float = 1.0
     mlp: tuple[int, ...] = (200, 80)
     attention_mlp: tuple[int, ...] = (80, 40)
@@ -132,17 +133,19 @@ class CTRModel(nn.Module):
                 nn.init.zeros_(emb.weight)
         if c.model == "pnn" and c.head == "extended":
             extra_dim = 10  # inner products of 5 fields of size E
+        if c.interest_product and interest_dim:  # target * (a projection of the interest) into the head
+            self.interest_proj = nn.Linear(interest_dim, item_dim, bias=False)
+            extra_dim += item_dim
         head_dim = E + (3 if self.uses_product else 2) * item_dim + interest_dim + extra_dim
         self.input_norm = InputNorm(head_dim) if c.input_bn else None
         self.head = mlp([head_dim, *c.mlp], activation=self.activation)
-        if c.attention_init == "identity" and isinstance(getattr(self, "attention", None), BilinearAttention):
-            with torch.no_grad():
-                self.attention.w.weight.copy_(torch.eye(*self.attention.w.weight.shape))
+
         # Exporters swap in graph-friendly pieces: an unpacked extractor GRU and an AUGRU operator node.
         self.export_mode = False
         self.augru_op = None  # callable(gx [B,T,3H], w_hh, b_hh, att [B,T], lengths [B], variant) -> [B,H]
         for emb in (self.user_emb, self.item_emb, self.cat_emb):
-            nn.init.normal_(emb.weight, std=c.embedding_std)
+            std = c.category_std if emb is self.cat_emb and c.category_std is not None else c.embedding_std
+            nn.init.normal_(emb.weight, std=std)
             with torch.no_grad():
                 emb.weight[0].zero_()
 
@@ -255,6 +258,8 @@ class CTRModel(nn.Module):
             parts.append(target * hist_sum)
         if interest is not None:
             parts.append(interest)
+            if self.config.interest_product:
+                parts.append(target * self.interest_proj(interest))
         if self.config.model == "pnn" and self.config.head == "extended":
             fields = [side.user.unsqueeze(1).expand(R, K, -1), self.item_emb(item), self.cat_emb(cat),
                       side.extras["hist_item_sum"].unsqueeze(1).expand(R, K, -1),

@@ -31,7 +31,7 @@ def operator_model(variant: str) -> onnx.ModelProto:
 @pytest.mark.parametrize("variant", ["paper", "official"])
 def test_onnx_function_matches_the_reference(variant):
     session = ort.InferenceSession(operator_model(variant).SerializeToString(), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(["paper", "official"].index(variant))
     for B, T, H in ((5, 7, 18), (33, 20, 36), (1, 1, 3)):
         feed = {"gx": rng.normal(size=(B, T, 3 * H)).astype(np.float32),
                 "w_hh": (rng.normal(size=(3 * H, H)) * 0.3).astype(np.float32),
@@ -43,8 +43,20 @@ def test_onnx_function_matches_the_reference(variant):
         assert np.abs(got - want).max() <= 1e-5
 
 
-def test_node_attributes_name_the_plugin():
-    node = operator_model("paper").graph.node[0]
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    assert (node.domain, node.op_type) == ("dien", "AUGRU")
-    assert attrs["plugin_namespace"] == b"dien" and attrs["plugin_version"] == b"1" and attrs["aot"] == 1
+@pytest.mark.parametrize("variant", ["paper", "official"])
+def test_the_exporters_node_names_the_plugin(variant):
+    """The node the ONNX export of a trained DIEN writes (not a hand-built one): one `dien::AUGRU` with the
+    attributes a TensorRT parser binds to the plugin, and the function body for its variant."""
+    from dien_batch.engines.onnx_export import export
+
+    from dien_batch.model.zoo import CTRModel, ModelConfig
+
+    torch.manual_seed(0)
+    model = CTRModel(ModelConfig("dien", 10, 20, 5, embedding_dim=4, hidden=6, augru_variant=variant)).eval()
+    exported = export(model)
+    nodes = augru_onnx.augru_nodes(exported)
+    assert len(nodes) == 1
+    attrs = {a.name: helper.get_attribute_value(a) for a in nodes[0].attribute}
+    assert attrs == {"variant": variant.encode(), "plugin_namespace": b"dien", "plugin_version": b"1", "aot": 1}
+    assert [f.name for f in exported.functions] == ["AUGRU"] and exported.functions[0].domain == "dien"
+    assert [i for i in nodes[0].input] and len(nodes[0].input) == len(augru_onnx.INPUTS)

@@ -21,6 +21,7 @@ from dien_batch.errors import UsageError
 from dien_batch.model import store
 from dien_batch.model.zoo import CTRModel, ModelConfig
 
+from ..conftest import swapped_vocabulary
 from ..model.test_model import make_model, random_requests
 
 
@@ -62,10 +63,7 @@ def test_compile_score_and_refusals(trained_dien, tiny_features, tmp_path):
     engine_file.write_bytes(engine_file.read_bytes() + b"\0")
     with pytest.raises(UsageError, match="checksum"):
         open_engine(engine_file, "onnx")
-    other = tmp_path / "vocab"
-    other.mkdir()
-    for f in (tiny_features / "vocab").iterdir():
-        other.joinpath(f.name).write_bytes(f.read_bytes() + b" ")
+    other = swapped_vocabulary(tiny_features / "vocab", tmp_path / "vocab")
     result = CliRunner().invoke(cli, ["score", "--model", str(trained_dien), "--requests",
                                       str(tiny_features / "requests"), "--vocab", str(other), "--out",
                                       str(tmp_path / "s")])
@@ -107,8 +105,15 @@ def test_gpu_engines_say_which_cpu_engines_to_use(trained_dien, tiny_features, t
 
 
 def test_model_files_load_without_pickle(trained_dien):
-    raw = (trained_dien / "model.safetensors").read_bytes()
-    assert b"pickle" not in raw[:2000] and json.loads((trained_dien / "config.json").read_text())["vocab_hash"]
+    import struct
+
+    raw = (trained_dien / "model.safetensors").read_bytes()  # u64 header size, JSON header, raw tensor bytes
+    (size,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + size])
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    assert 8 + size + max(v["data_offsets"][1] for v in tensors.values()) == len(raw)  # nothing else in the file
+    assert json.loads((trained_dien / "config.json").read_text())["vocab_hash"]
     model, _ = store.load(trained_dien)
+    assert set(tensors) == set(model.state_dict())
     assert isinstance(model, CTRModel) and isinstance(ModelConfig.from_dict(
         json.loads((trained_dien / "config.json").read_text())["architecture"]), ModelConfig)

@@ -11,6 +11,8 @@ from dien_batch.model.attention import BilinearAttention, MLPAttention
 from dien_batch.model.aux_loss import AuxiliaryLoss
 from dien_batch.model.zoo import MODELS, CTRModel, ModelConfig
 
+from ..conftest import swapped_vocabulary
+
 torch.set_num_threads(1)
 
 
@@ -168,8 +170,6 @@ def test_save_and_load_without_pickle(tmp_path, tiny_features):
     import json
     import struct
 
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     raw = (tmp_path / "model.safetensors").read_bytes()  # safetensors: u64 header size, JSON header, raw data
     (size,) = struct.unpack("<Q", raw[:8])
@@ -178,18 +178,9 @@ def test_save_and_load_without_pickle(tmp_path, tiny_features):
     assert 8 + size + sum(e["data_offsets"][1] - e["data_offsets"][0] for k, e in header.items()
                           if k != "__metadata__") == len(raw)  # nothing but tensors: no pickled objects
     # The same vocabulary rewritten (another compression and row grouping, as another pyarrow would write
-    # it) keeps the fingerprint: it hashes the content, not the file bytes.
-    rewritten, other = tmp_path / "rewritten", tmp_path / "other-vocab"
-    for folder in (rewritten, other):
-        folder.mkdir()
-    for f in (tiny_features / "vocab").iterdir():
-        table = pq.read_table(f)
-        pq.write_table(table, rewritten / f.name, compression="gzip", row_group_size=7)
-        if f.name == "item.parquet":  # two items swap their indices: a different vocabulary
-            ids = table["id"].to_pylist()
-            ids[2], ids[3] = ids[3], ids[2]
-            table = table.set_column(0, "id", pa.array(ids))
-        pq.write_table(table, other / f.name)
+    # it) keeps the fingerprint: it hashes the content, not the file bytes; two swapped items change it.
+    rewritten = swapped_vocabulary(tiny_features / "vocab", tmp_path / "rewritten", rewrite_only=True)
+    other = swapped_vocabulary(tiny_features / "vocab", tmp_path / "other-vocab")
     assert store.load(tmp_path, vocab_dir=rewritten)[0] is not None
     with pytest.raises(UsageError, match="different vocabulary"):
         store.load(tmp_path, vocab_dir=other)
