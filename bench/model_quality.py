@@ -45,7 +45,8 @@ DATASETS = {
                       "taobao"]),
 }
 BEFORE = ["--attention", "bilinear", "--augru-variant", "paper", "--activation", "dice", "--no-input-bn",
-          "--no-aux-norm", "--no-interest-product", "--embedding-l2", "0", "--category-std", "0.05", "--epochs", "3", "--patience", "1"]
+          "--no-aux-norm", "--no-interest-product", "--embedding-l2", "0", "--category-std", "0.05", "--epochs", "3",
+          "--patience", "1"]
 RUNS = {  # in the order they run: the headline comparison first, the ablations after
     "DIEN": ["--model", "dien"],
     "BaseModel": ["--model", "base"],
