@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import subprocess
 import sys
@@ -161,7 +162,8 @@ def main() -> None:
         yard[name] = yardstick(features(args.work, name))
     runs = list(dict.fromkeys([REFERENCE, *args.runs]))
     jobs = [(d, r, s, args.work) for r in runs for s in args.seeds for d in args.datasets]
-    with ProcessPoolExecutor(args.jobs) as pool:
+    # spawn, not fork: this process has torch (and its OpenMP threads) loaded, which a forked child deadlocks on
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(train_one, jobs))
     wall = time.time() - started
     (args.work / "results.json").write_text(json.dumps({"runs": results, "yardstick": yard, "wall_seconds": wall},

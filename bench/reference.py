@@ -5,7 +5,8 @@ model-quality figure has a number beside it that says whether a model learns wha
 The nine features of each (history, target) row:
 
 * share of the target's category among the last 1, 3, 5, 10 and 20 behaviours, and the whole history;
-* log(1 + count) of the target item and of its category in the training vocabulary (popularity);
+* log(1 + count) of the target item and of its category in the train split (popularity: the items of
+  the train histories and the train positives; never the test rows, whose own targets would leak);
 * log(1 + history length).
 
     python bench/reference.py --features /tmp/dien-quality/features/synth
@@ -48,11 +49,24 @@ def recency_features(table, item_count: np.ndarray, category_count: np.ndarray) 
     return np.stack(columns, axis=1)
 
 
-def _split(root: Path, name: str, counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    table = pq.read_table(root / name, columns=["user_id", "item_idx", "category_idx", "label", "hist_len",
-                                                "hist_category_idx"])
+COLUMNS = ["user_id", "item_idx", "category_idx", "label", "hist_len", "hist_item_idx", "hist_category_idx"]
+
+
+def _split(table, counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (recency_features(table, *counts), table.column("label").to_numpy(),
             table.column("user_id").to_numpy(zero_copy_only=False))
+
+
+def train_counts(train, n_items: int, n_categories: int) -> tuple[np.ndarray, np.ndarray]:
+    """Occurrences of each item and category in the train split: history steps and positive targets."""
+    positive = train.column("label").to_numpy() == 1
+    out = []
+    for target, history, n in (("item_idx", "hist_item_idx", n_items), ("category_idx", "hist_category_idx",
+                                                                          n_categories)):
+        values = np.concatenate([train.column(target).to_numpy()[positive],
+                                 train.column(history).combine_chunks().flatten().to_numpy()])
+        out.append(np.bincount(values, minlength=n))
+    return out[0], out[1]
 
 
 def yardstick(features: str | Path, seed: int = 0) -> dict:
@@ -63,10 +77,11 @@ def yardstick(features: str | Path, seed: int = 0) -> dict:
     from sklearn.preprocessing import StandardScaler
 
     root = Path(features)
-    counts = tuple(pq.read_table(root / "vocab" / f"{n}.parquet", columns=["count"])["count"].to_numpy()
-                   for n in ("item", "category"))
-    x_train, y_train, _ = _split(root, "train", counts)
-    x_test, y_test, users = _split(root, "test", counts)
+    sizes = [pq.read_metadata(root / "vocab" / f"{n}.parquet").num_rows for n in ("item", "category")]
+    train, test = (pq.read_table(root / name, columns=COLUMNS) for name in ("train", "test"))
+    counts = train_counts(train, *sizes)
+    x_train, y_train, _ = _split(train, counts)
+    x_test, y_test, users = _split(test, counts)
     models = {
         "logistic regression": make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)),
         "gradient-boosted trees": HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05,

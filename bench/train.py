@@ -1,16 +1,21 @@
-"""DIEN training throughput: dien-batch vs DeepCTR-Torch's DIEN vs a plain-PyTorch per-step loop.
+"""DIEN training throughput at equal quality: dien-batch vs DeepCTR-Torch's DIEN (auxiliary loss on).
 
-Same data (build-features output on synth, T = 100), same sizes (embeddings 18, GRU hidden 36 for
-dien-batch; DeepCTR-Torch sizes its GRU to the behaviour embedding, 36), batch size 128, Adam 1e-3,
-auxiliary loss on, one epoch each on the first N training samples, then test AUC on the same test set.
+Same samples (a build-features output on synth, T up to 100), same epochs, batch size 128, Adam 1e-3,
+both with the auxiliary loss; dien-batch at its defaults (the fused C++ recurrence), DeepCTR-Torch
+0.3.0's DIEN (AUGRU, negative sampling on, its MLP attention 80-40, DNN 200-80). Each implementation
+runs in its own process, `--repeats` times (best and median samples/s of the training loop alone),
+dien-batch at 1 and at 2 threads; test AUC after the last epoch on the same test set. The load average
+is printed first: run it on an otherwise idle machine.
 
-    python bench/train.py --features /tmp/dien-bench-train/features --samples 20000
+    python bench/train.py --samples 40000 --epochs 2 --repeats 2
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dien_batch.evaluation.metrics import auc  # noqa: E402
-from dien_batch.model import batches, cells, zoo  # noqa: E402
+from dien_batch.model import batches  # noqa: E402
 from dien_batch.model.zoo import CTRModel, ModelConfig  # noqa: E402
 
 BATCH, MAX_LEN = 128, 100
@@ -54,56 +59,37 @@ def vocab_sizes(features: Path) -> dict[str, int]:
     return {n: pq.read_metadata(features / "vocab" / f"{n}.parquet").num_rows for n in ("user", "item", "category")}
 
 
-# -- dien-batch (and its plain per-step variant) ---------------------------------------------------------------
-def naive_recurrence(kind, gx, w_hh, b_hh, lengths, att=None, variant="paper", return_states=False):
-    """Autograd through a Python loop over the plainly written cell, masking finished rows."""
-    R, T, _ = gx.shape
-    K = 1 if att is None else att.shape[1]
-    h = gx.new_zeros(R, K, w_hh.shape[1])
-    states = []
-    for t in range(T):
-        a = None if att is None else att[:, :, t:t + 1]
-        new = cells.cell_update(kind, variant, gx[:, t].unsqueeze(1), h, w_hh, b_hh, a)
-        keep = (t < lengths).view(R, 1, 1).to(gx.dtype)
-        h = keep * new + (1 - keep) * h
-        states.append(h)
-    return h, (torch.stack(states, 2) if return_states else None)
+# -- dien-batch ---------------------------------------------------------------------------------------------
+def run_ours(train, test, sizes, features: Path, epochs: int) -> dict:
+    from dien_batch.training import EmbeddingL2, TrainConfig
 
-
-@contextlib.contextmanager
-def plain_pytorch():
-    original = zoo.recurrence
-    zoo.recurrence = naive_recurrence
-    try:
-        yield
-    finally:
-        zoo.recurrence = original
-
-
-def run_ours(train, test, sizes) -> dict:
+    defaults = TrainConfig(features="", out="")
     torch.manual_seed(0)
     model = CTRModel(ModelConfig("dien", sizes["user"], sizes["item"], sizes["category"]))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    regulariser = EmbeddingL2(model, features / "vocab")
+    opt = torch.optim.Adam(model.parameters(), lr=defaults.lr)
     bce = torch.nn.BCEWithLogitsLoss()
     model.train()
-    start = time.perf_counter()
-    for i in range(0, train.num_rows - 1, BATCH):
-        b = batches.to_tensors(train.slice(i, BATCH))
-        if len(b["label"]) < 2:
-            continue
-        logits, aux = model(b)
-        loss = bce(logits, b["label"]) + aux
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    seconds = time.perf_counter() - start
+    seconds = 0.0
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for i in range(0, train.num_rows - 1, BATCH):
+            b = batches.to_tensors(train.slice(i, BATCH))
+            if len(b["label"]) < 2:
+                continue
+            logits, aux = model(b)
+            loss = bce(logits, b["label"]) + aux + defaults.embedding_l2 * regulariser(b)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        seconds += time.perf_counter() - start
     model.eval()
     probs = []
     with torch.inference_mode():
         for i in range(0, test.num_rows, 4096):
             logits, _ = model(batches.to_tensors(test.slice(i, 4096), with_negatives=False))
             probs.append(torch.sigmoid(logits).numpy())
-    return {"samples_per_s": train.num_rows / seconds,
+    return {"samples_per_s": epochs * train.num_rows / seconds,
             "auc": auc(test.column("label").to_numpy(), np.concatenate(probs))}
 
 
@@ -120,7 +106,7 @@ def deepctr_inputs(table, with_neg=True):
     return x
 
 
-def run_deepctr(train, test, sizes) -> dict:
+def run_deepctr(train, test, sizes, epochs: int) -> dict:
     from deepctr_torch.inputs import DenseFeat, SparseFeat, VarLenSparseFeat
     from deepctr_torch.models import DIEN
 
@@ -138,36 +124,67 @@ def run_deepctr(train, test, sizes) -> dict:
     model.compile("adam", "binary_crossentropy")
     x, y = deepctr_inputs(train), train.column("label").to_numpy().astype(np.float32)
     start = time.perf_counter()
-    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
+    model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, shuffle=False)
     seconds = time.perf_counter() - start
     pred = model.predict(deepctr_inputs(test), batch_size=4096).ravel()
-    return {"samples_per_s": train.num_rows / seconds, "auc": auc(test.column("label").to_numpy(), pred)}
+    return {"samples_per_s": epochs * train.num_rows / seconds, "auc": auc(test.column("label").to_numpy(), pred)}
+
+
+LABELS = {"ours-1": "dien-batch (defaults), 1 thread", "ours-2": "dien-batch (defaults), 2 threads",
+          "deepctr": "DeepCTR-Torch 0.3.0 DIEN (AUGRU, aux loss), 2 threads"}
+
+
+def child(name: str, features: Path, samples: int, epochs: int) -> dict:
+    torch.set_num_threads(1 if name == "ours-1" else 2)
+    torch.set_flush_denormal(True)
+    train, test, sizes = load(features, "train", samples), load(features, "test", None), vocab_sizes(features)
+    if name == "deepctr":
+        return run_deepctr(train, test, sizes, epochs)
+    return run_ours(train, test, sizes, features, epochs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--features", type=Path)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "dien-bench-train")
-    parser.add_argument("--samples", type=int, default=20_000)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--samples", type=int, default=40_000)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--runs", nargs="+", default=list(LABELS), choices=list(LABELS))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     features = args.features or ensure_features(args.work)
-    train, test, sizes = load(features, "train", args.samples), load(features, "test", None), vocab_sizes(features)
+    if args.child:
+        print(json.dumps(child(args.child, features, args.samples, args.epochs)))
+        return
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min; "
+          f"{os.cpu_count()} CPUs)", flush=True)
+    train = load(features, "train", args.samples)
     lengths = train.column("hist_len").to_numpy()
     print(f"{train.num_rows:,} training samples (mean history {lengths.mean():.1f}, max {lengths.max()}), "
-          f"{test.num_rows:,} test samples, batch {BATCH}, {torch.get_num_threads()} threads", flush=True)
-    results = {"dien-batch": run_ours(train, test, sizes)}
-    print("dien-batch done", results["dien-batch"], flush=True)
-    with plain_pytorch():
-        results["plain PyTorch per-step loop"] = run_ours(train, test, sizes)
-    print("plain done", flush=True)
-    results["DeepCTR-Torch 0.3.0 DIEN"] = run_deepctr(train, test, sizes)
-    base = results["DeepCTR-Torch 0.3.0 DIEN"]["samples_per_s"]
-    print("\n| implementation | samples/s | vs DeepCTR-Torch | test AUC (1 epoch) |")
-    print("|---|---:|---:|---:|")
-    for name, r in results.items():
-        print(f"| {name} | {r['samples_per_s']:,.0f} | {r['samples_per_s'] / base:.1f}x | {r['auc']:.4f} |")
+          f"{args.epochs} epoch(s), batch {BATCH}", flush=True)
+    results = {}
+    for name in args.runs:
+        results[name] = []
+        for _ in range(args.repeats):
+            out = subprocess.run([sys.executable, __file__, "--child", name, "--features", str(features),
+                                  "--samples", str(args.samples), "--epochs", str(args.epochs)],
+                                 capture_output=True, text=True, cwd=ROOT)
+            if out.returncode:
+                print(f"{name} failed: {out.stderr[-800:]}", flush=True)
+                break
+            results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(name, results[name], flush=True)
+    base = max((r["samples_per_s"] for r in results.get("deepctr", [])), default=None)
+    print("\n| implementation | samples/s best | median | vs DeepCTR-Torch | test AUC after the last epoch |")
+    print("|---|---:|---:|---:|---:|")
+    for name, runs in results.items():
+        if not runs:
+            continue
+        rates = [r["samples_per_s"] for r in runs]
+        ratio = f"{max(rates) / base:.1f}x" if base else "-"
+        print(f"| {LABELS[name]} | {max(rates):,.0f} | {statistics.median(rates):,.0f} | {ratio} | "
+              f"{statistics.mean(r['auc'] for r in runs):.4f} |")
 
 
 if __name__ == "__main__":

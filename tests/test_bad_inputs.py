@@ -89,7 +89,8 @@ def test_amazon_json_with_malformed_lines_and_items_without_category(spark, tmp_
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"]["meta"]["path"].endswith("meta_Books.json")  # found beside the reviews
     assert manifest["rows"]["events"]["rejected_by_reason"] == {
-        "malformed_record": 1, "missing_category": 1, "bad_timestamp": 1, "too_few_events": 1}
+        "malformed_record": 1, "bad_timestamp": 1, "too_few_events": 1}
+    assert manifest["rows"]["events"]["rows_used_with_unknown_category"] == 1  # B4: kept, category <unknown>
     assert manifest["rows"]["meta"]["rejected_by_reason"] == {"malformed_record": 1, "missing_category": 1}
     categories = pq.read_table(out / "vocab" / "category.parquet")["id"].to_pylist()
     assert "Science & Math" in categories and "Fiction" in categories

@@ -356,8 +356,8 @@ def impression_requests(batch: pa.RecordBatch, params: SampleParams, sampler: It
     lengths = np.diff(np.r_[np.flatnonzero(first), len(rows)]).astype(np.int32)
     lists = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
 
-    def lst(name, typ):
-        return pa.ListArray.from_arrays(lists, pa.array(imp.v[name][rows], typ))
+    def lst(name, typ):  # optional impression columns arrive as NaN where absent: keep them null
+        return pa.ListArray.from_arrays(lists, pa.array(imp.v[name][rows], typ, from_pandas=True))
 
     columns = h.history_columns(imp.owner[heads], imp.end[heads])
     columns.update({

@@ -22,15 +22,17 @@ def score_file(path, pctr, rng, n_req=400, k=6):
     """A score file as `score` writes it, with a hostile category name."""
     n = n_req * k
     p_true = rng.uniform(0.02, 0.4, n)
+    scores, bids = pctr(p_true).astype(np.float32), np.round(rng.lognormal(-0.3, 0.5, n), 2)
+    rank = np.argsort(np.argsort(-(bids * scores).reshape(n_req, k), axis=1), axis=1).ravel() + 1
     table = pa.table({
         "request_id": [f"r{i // k}" for i in range(n)], "user_id": [f"u{(i // k) % 60}" for i in range(n)],
         "item_id": [f"i{i % k}" for i in range(n)],
         "category_id": [EVIL if i % 3 == 0 else f"c{i % 5}" for i in range(n)],
         "hist_len": pa.array(np.repeat(rng.integers(0, 60, n_req), k).astype(np.int32)),
-        "pctr": pa.array(pctr(p_true).astype(np.float32)),
+        "pctr": pa.array(scores),
         "label": pa.array((rng.random(n) < p_true).astype(np.int32)),
-        "bid": pa.array(np.round(rng.lognormal(-0.3, 0.5, n), 2)), "p_true": pa.array(p_true),
-        "position": pa.array(np.zeros(n, np.int32)),
+        "bid": pa.array(bids), "p_true": pa.array(p_true),
+        "position": pa.array(np.zeros(n, np.int32)), "ecpm_rank": pa.array(rank.astype(np.int32)),
     }, schema=schema.SCORES)
     path.mkdir()
     pq.write_table(table, path / "part-00000.parquet")
