@@ -161,7 +161,8 @@ def main() -> None:
     for name in args.datasets:
         yard[name] = yardstick(features(args.work, name))
     runs = list(dict.fromkeys([REFERENCE, *args.runs]))
-    jobs = [(d, r, s, args.work) for r in runs for s in args.seeds for d in args.datasets]
+    # seed by seed, so that an interrupted study still has every model at the seeds it reached
+    jobs = [(d, r, s, args.work) for s in args.seeds for r in runs for d in args.datasets]
     # spawn, not fork: this process has torch (and its OpenMP threads) loaded, which a forked child deadlocks on
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(train_one, jobs))

@@ -1,3 +1,3 @@
-from .cli import main
+from dien_batch.cli import main
 
 main()

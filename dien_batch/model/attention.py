@@ -1,6 +1,7 @@
 """Target attention over a behaviour sequence, softmax over valid steps only (padding gets 0).
 
-* `BilinearAttention` (paper eq. 9): a_t = softmax_t(h_t W e_a); W starts as a projection near zero.
+* `BilinearAttention` (paper eq. 9): a_t = softmax_t(h_t W e_a); W is an `nn.Linear` at PyTorch's
+  default (Kaiming-uniform) init, so the scores start small but not uniform.
 * `MLPAttention` (the authors' code): q = PReLU(Dense(e_a)) (or e_a itself, as in DIN); scores from
   an MLP 80-40 (sigmoid) -> 1 on [q, h, q - h, q * h]. Its first layer is computed as
   q (W_q + W_d)^T + h (W_h - W_d)^T + (q * h) W_p^T, the same linear map without materialising the
