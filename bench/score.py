@@ -113,9 +113,9 @@ def make_data(work: Path, n_requests: int) -> Path:
 def run_engine(name: str, work: Path, threads: int) -> dict:
     """In this (child) process: score the requests with one implementation; pairs/s and peak RSS."""
     import torch
+
     from dien_batch.engines.base import open_engine
     from dien_batch.engines.requests import REQUEST_COLUMNS, request_inputs
-
     from dien_batch.model import store
 
     torch.set_num_threads(threads)

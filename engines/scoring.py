@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dien_batch import ui
@@ -115,20 +116,23 @@ def score(cfg: ScoreConfig) -> dict:
             continue
         table = data.read(start, stop, REQUEST_COLUMNS)
         scores = score_table(engine, table, cfg.batch_requests, cfg.top_k)
+        scored = int(pc.sum(pc.list_value_length(table.column("cand_item_idx"))).as_py() or 0)
         target = partial / f"part-{shard:05d}.parquet"
         tmp = partial / f".part-{shard:05d}.parquet.tmp"
         pq.write_table(scores, tmp, compression="zstd")
         os.replace(tmp, target)
         progress["completed"].append(shard)
+        progress["pairs"] = progress.get("pairs", 0) + scored
         write_json(partial / PROGRESS, progress)
-        pairs += scores.num_rows
+        pairs += scored
         bar.update(stop - start)
         bar.set_postfix(pairs_per_s=f"{pairs / (time.perf_counter() - started):,.0f}", refresh=False)
     bar.close()
     seconds = time.perf_counter() - started
-    total_pairs = sum(pq.read_metadata(p).num_rows for p in sorted(partial.glob("part-*.parquet")))
+    rows = sum(pq.read_metadata(p).num_rows for p in sorted(partial.glob("part-*.parquet")))
     manifest = {"plan_hash": plan_hash, "config": asdict(cfg), "engine": cfg.engine, "model": engine.identity,
-                "requests": data.total, "pairs": total_pairs, "shards": len(progress["completed"]),
+                "requests": data.total, "pairs": progress.get("pairs", 0), "rows_written": rows,
+                "shards": len(progress["completed"]),
                 "seconds_this_run": round(seconds, 2),
                 "pairs_per_s_this_run": round(pairs / seconds, 1) if seconds and pairs else None}
     write_json(partial / MANIFEST, manifest)

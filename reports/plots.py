@@ -113,10 +113,10 @@ def interest_views(m: dict) -> list[dict]:
         fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 2.8), dpi=90,
                                           gridspec_kw={"width_ratios": [3, 2]})
         steps = len(user["history_categories"])
-        grid = [t["attention"][:steps] for t in targets]
-        image = left.imshow(grid, aspect="auto", cmap="viridis")
+        grid = [[w * steps for w in t["attention"][:steps]] for t in targets]  # 1 = uniform
+        image = left.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=max(2.0, *map(max, grid)))
         left.set_yticks(range(len(targets)), [f"{t['category_id']}"[:18] for t in targets], fontsize=7)
-        left.set(xlabel="history step (oldest to newest)", title="attention per target category")
+        left.set(xlabel="history step (oldest to newest)", title="attention x T per target category (1 = uniform)")
         fig.colorbar(image, ax=left, fraction=0.03)
         for t in targets:
             if t["states_2d"]:

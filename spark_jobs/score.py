@@ -54,6 +54,8 @@ def _engine(payload: dict, key: str):
 
 def score_on_spark(model: str, kind: str, requests: str, out: str, vocab: str | None, master: str = "local[2]",
                    spark=None, batch_requests: int = 512, top_k: int | None = None) -> dict:
+    from pyspark.sql import functions as F
+
     from dien_batch.engines.base import open_engine
     from dien_batch.engines.manifest import check_vocabulary
     from dien_batch.engines.requests import REQUEST_COLUMNS
@@ -82,10 +84,11 @@ def score_on_spark(model: str, kind: str, requests: str, out: str, vocab: str | 
         for part in (tmp / "scores").iterdir():
             part.rename(tmp / part.name)
         (tmp / "scores").rmdir()
-        pairs = spark.read.parquet(str(tmp)).count()
+        rows = spark.read.parquet(str(tmp)).count()
         seconds = time.perf_counter() - started
-        summary = {"engine": kind, "requests": spark.read.parquet(str(requests)).count(), "pairs": pairs,
-                   "seconds_this_run": round(seconds, 2), "pairs_per_s_this_run": round(pairs / seconds, 1),
+        pairs, n_requests = frame.agg(F.sum(F.size("cand_item_idx")), F.count("*")).first()
+        summary = {"engine": kind, "requests": n_requests, "pairs": int(pairs or 0), "rows_written": rows,
+                   "seconds_this_run": round(seconds, 2), "pairs_per_s_this_run": round((pairs or 0) / seconds, 1),
                    "spark_master": spark.sparkContext.master, "model": local.identity}
         write_json(tmp / "_manifest.json", summary)
     return summary

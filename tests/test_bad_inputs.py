@@ -12,9 +12,9 @@ import time
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from dien_batch.spark_jobs import build_features
 
 from dien_batch.cli import cli
+from dien_batch.spark_jobs import build_features
 
 MESSY_CSV = b"""uid,iid,cat,time
 u1,i1,c1,1600000000

@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from dien_batch.spark_jobs.build_features import BuildConfig, run
 
 from dien_batch import schema
 from dien_batch.cli import cli
 from dien_batch.data.synth import SynthSpec, generate
+from dien_batch.spark_jobs.build_features import BuildConfig, run
 
 from .conftest import DATA, SMALL_WORLD
 

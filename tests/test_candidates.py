@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from dien_batch.cli import cli
+from dien_batch.engines.scoring import MANIFEST
 
 
 def explode_requests(requests: pa.Table) -> pa.Table:
@@ -109,3 +110,5 @@ def test_unlabeled_candidates_with_new_users_and_items_come_out_ranked(spark, sm
         assert (np.diff(value) <= 1e-12).all()
     top = score(model_dir, out / "requests", tmp_path / "top", "--top-k", "2")
     assert top.groupby("request_id").size().max() == 2 and (top["ecpm_rank"] <= 2).all()
+    summary = json.loads((tmp_path / "top" / MANIFEST).read_text())
+    assert summary["pairs"] == len(scores) and summary["rows_written"] == len(top)  # all scored, the best kept

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from dien_batch.spark_jobs.readers import resolve
 
 from dien_batch.data.formats import format_spec, parse_columns, parse_meta_line, sniff
 from dien_batch.errors import DataValidationError, UsageError
 from dien_batch.io import data_files
+from dien_batch.spark_jobs.readers import resolve
 
 from .conftest import DATA
 

@@ -94,10 +94,9 @@ def test_min_auc_gain_gate_catches_a_model_that_loses_to_the_baseline():
 def test_a_night_that_fails_validation_appears_in_the_index_in_red(tmp_path, monkeypatch):
     """No nightly.json used to be written, so the index skipped the night and the returned report path did
     not exist."""
-    from dien_batch.spark_jobs import build_features
-
     from dien_batch.cli.nightly import run_night
     from dien_batch.errors import DataValidationError
+    from dien_batch.spark_jobs import build_features
 
     def failing_build(cfg, spark=None):
         raise DataValidationError("built data failed validation: samples: expect_column_mean_to_be_between(label) "

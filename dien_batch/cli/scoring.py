@@ -81,4 +81,6 @@ def score(seed: int, use_spark: bool, master: str, **options) -> None:
     rate = summary.get("pairs_per_s_this_run")
     ui.summary(f"score: wrote {options['out']}", [
         ("engine", summary["engine"]), ("requests", summary["requests"]), ("scored pairs", summary["pairs"]),
+        *([("rows written", f"{summary['rows_written']:,} (top {options['top_k']} per request)")]
+          if options.get("top_k") else []),
         ("pairs/s", f"{rate:,.0f}" if rate else "-"), ("seconds", summary["seconds_this_run"])])

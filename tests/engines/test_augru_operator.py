@@ -7,9 +7,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from dien_batch.engines import augru_onnx
 from onnx import TensorProto, helper
 
+from dien_batch.engines import augru_onnx
 from dien_batch.model.cells import augru_op
 
 
@@ -48,7 +48,6 @@ def test_the_exporters_node_names_the_plugin(variant):
     """The node the ONNX export of a trained DIEN writes (not a hand-built one): one `dien::AUGRU` with the
     attributes a TensorRT parser binds to the plugin, and the function body for its variant."""
     from dien_batch.engines.onnx_export import export
-
     from dien_batch.model.zoo import CTRModel, ModelConfig
 
     torch.manual_seed(0)

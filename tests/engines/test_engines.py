@@ -10,13 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from click.testing import CliRunner
+
+from dien_batch.cli import cli
 from dien_batch.engines import manifest
 from dien_batch.engines.base import open_engine
 from dien_batch.engines.onnx_export import export
 from dien_batch.engines.requests import REQUEST_COLUMNS, request_inputs
 from dien_batch.engines.scoring import score_table
-
-from dien_batch.cli import cli
 from dien_batch.errors import UsageError
 from dien_batch.model import store
 from dien_batch.model.zoo import CTRModel, ModelConfig

@@ -123,7 +123,6 @@ def test_tensorrt_stays_lazy_and_says_what_is_missing():
         import tensorrt  # noqa: F401
     except ImportError:
         from dien_batch.engines.tensorrt_engine import register_plugin
-
         from dien_batch.errors import UsageError
 
         with pytest.raises(UsageError, match="TensorRT is not installed"):

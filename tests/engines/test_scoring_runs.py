@@ -75,7 +75,7 @@ def test_spark_scoring_equals_single_process(spark, trained_dien, tiny_features,
     assert result.exit_code == 0, result.output
     summary = score_on_spark(str(trained_dien), "torch", str(tiny_features / "requests"), str(tmp_path / "spark"),
                              None, spark=spark)
-    assert summary["pairs"] == pq.read_metadata(next(single.glob("part-*.parquet"))).num_rows
+    assert summary["pairs"] == summary["rows_written"] == pq.read_metadata(next(single.glob("part-*.parquet"))).num_rows
     a, b = rows(single), rows(tmp_path / "spark")
     assert [{k: v for k, v in r.items() if k != "pctr"} for r in a] == \
         [{k: v for k, v in r.items() if k != "pctr"} for r in b]
