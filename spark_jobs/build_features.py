@@ -173,15 +173,28 @@ def _not_yet(inputs: Inputs):
     return F.lit(False) if inputs.until is None else F.coalesce(F.col("ts") >= inputs.until, F.lit(False))
 
 
+def item_categories(spark, inputs: Inputs, name: str = "category"):
+    """(item, `name`): each item's category in the item table (`--meta`), one per item."""
+    from pyspark.sql import functions as F
+
+    meta = read_table(spark, inputs.tables["meta"])
+    return meta.filter(F.col("_reason").isNull()).groupBy("item").agg(F.min("category").alias(name))
+
+
+def copy_vocabulary(vocab: str | Path, out: Path) -> None:
+    """A reused vocabulary into out/, byte for byte (its fingerprint is over content either way)."""
+    out.mkdir()
+    for name in VOCABS:
+        shutil.copyfile(Path(vocab) / f"{name}.parquet", out / f"{name}.parquet")
+
+
 def _event_rows(spark, inputs: Inputs, with_source: bool = False):
     """Every event row with `_reason` (row rules) and `_filtered` (excluded by --behaviors or --until)."""
     from pyspark.sql import functions as F
 
     ev = read_table(spark, inputs.tables["events"], inputs.ts_range, with_source)
     if "meta" in inputs.tables:  # an item absent from the item table (or without a category there): <unknown>
-        meta = read_table(spark, inputs.tables["meta"])
-        categories = meta.filter(F.col("_reason").isNull()).groupBy("item").agg(F.min("category").alias("category"))
-        ev = (ev.drop("category").join(categories, "item", "left")
+        ev = (ev.drop("category").join(item_categories(spark, inputs), "item", "left")
               .withColumn("_unknown_category", F.col("category").isNull())
               .withColumn("category", F.coalesce("category", F.lit(UNKNOWN_CATEGORY))))
     selected = F.col("behavior").isin(*inputs.behaviors) if "behavior" in ev.columns else F.lit(True)
@@ -468,11 +481,11 @@ def run(cfg: BuildConfig, spark=None) -> dict:
                     f"--vocab {cfg.vocab} knows {known['user']:.1%} of this input's users and {known['item']:.1%} "
                     "of its items: a vocabulary from another dataset? (expectation "
                     "expect_column_values_to_be_in_set(vocabulary) failed)")
-            (tmp / "vocab").mkdir()
-            for name, table in vocab.items():
-                if cfg.vocab:  # a reused vocabulary is copied byte for byte
-                    shutil.copyfile(Path(cfg.vocab) / f"{name}.parquet", tmp / "vocab" / f"{name}.parquet")
-                else:
+            if cfg.vocab:
+                copy_vocabulary(cfg.vocab, tmp / "vocab")
+            else:
+                (tmp / "vocab").mkdir()
+                for name, table in vocab.items():
                     pq.write_table(table, tmp / "vocab" / f"{name}.parquet")
             sizes = quality.VocabSizes(*(vocab[n].num_rows for n in VOCABS))
             distinct_events = keep(_distinct_events(spark, good_events, keys))

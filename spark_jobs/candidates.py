@@ -42,6 +42,8 @@ from .build_features import (
     _event_rows,
     _good,
     arrow_to_ddl,
+    copy_vocabulary,
+    item_categories,
 )
 from .readers import read_table, resolve
 
@@ -93,9 +95,7 @@ def run(cfg: BuildConfig, spark=None) -> dict:
         bar.update()
         with timer("vocabulary"):
             vocab, keys = _build_vocab(good_events, None, cfg.vocab)
-            (tmp / "vocab").mkdir()
-            for name in VOCABS:
-                (tmp / "vocab" / f"{name}.parquet").write_bytes((Path(cfg.vocab) / f"{name}.parquet").read_bytes())
+            copy_vocabulary(cfg.vocab, tmp / "vocab")
             sizes = quality.VocabSizes(*(vocab[n].num_rows for n in VOCABS))
             distinct = _distinct_events(spark, good_events, keys)
         bar.update()
@@ -153,9 +153,7 @@ def _requests(spark, cfg: BuildConfig, rows, optional: list[str], distinct, keys
     categories = _lookup(spark, vocab["category"].select(["id", "idx"]), ["category_id", "cat_idx"])
     cand = rows.join(users, "user", "left").join(user_keys, "user", "left").join(items, "item", "left")
     if "meta" in inputs.tables:  # the item table's category for candidates the file gives none
-        meta = read_table(spark, inputs.tables["meta"]).filter(F.col("_reason").isNull()).groupBy("item").agg(
-            F.min("category").alias("meta_category"))
-        cand = cand.join(meta, "item", "left")
+        cand = cand.join(item_categories(spark, inputs, "meta_category"), "item", "left")
     vocab_names = _lookup(spark, vocab["category"].select(["idx", "id"]), ["vocab_cat", "vocab_category"])
     cand = cand.join(vocab_names, "vocab_cat", "left")
     given = F.col("given_category") if "given_category" in optional else F.lit(None).cast("string")
