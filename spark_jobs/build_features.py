@@ -66,6 +66,7 @@ class BuildConfig:
     seed: int = 0
     master: str = "local[2]"
     driver_memory: str = "4g"
+    spark_conf: tuple[str, ...] = ()  # spark.KEY=VALUE settings for the session
 
 
 def _epoch(text: str, option: str) -> int:
@@ -429,7 +430,7 @@ def run(cfg: BuildConfig, spark=None) -> dict:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from .session import spark_session
+    from .session import parse_conf, spark_session
 
     timer, started = Timer(), time.perf_counter()
     params = builder.SampleParams(seed=cfg.seed, max_len=cfg.max_len, samples=cfg.samples,
@@ -442,7 +443,7 @@ def run(cfg: BuildConfig, spark=None) -> dict:
     with timer("structural_checks"):
         inputs = Inputs(cfg)
     review_style = "impressions" not in inputs.tables
-    spark = spark or spark_session(cfg.master, driver_memory=cfg.driver_memory)
+    spark = spark or spark_session(cfg.master, driver_memory=cfg.driver_memory, conf=parse_conf(cfg.spark_conf))
     bar = ui.progress(total=6, desc="build-features", unit="step", unit_scale=False)
     persisted = []
 
@@ -580,14 +581,14 @@ def _manifest(cfg, inputs, counts, split_counts, n_requests, sizes, validator, t
     }
 
 
-def validate_dataset(features: str, master: str = "local[2]", spark=None) -> dict:
+def validate_dataset(features: str, master: str = "local[2]", spark=None, spark_conf: tuple[str, ...] = ()) -> dict:
     """Re-run the sample and request suites on a built dataset; replace its validation/ report."""
-    from .session import spark_session
+    from .session import parse_conf, spark_session
 
     root = Path(features)
     manifest = read_json(root / "manifest.json")
     sizes = quality.VocabSizes(*(pq.read_metadata(root / "vocab" / f"{n}.parquet").num_rows for n in VOCABS))
-    spark = spark or spark_session(master)
+    spark = spark or spark_session(master, conf=parse_conf(spark_conf))
     with atomic_output_dir(root / "validation") as tmp:
         counts, validator = _validate(spark, root, quality.Validator(tmp), sizes, int(manifest["params"]["max_len"]))
     return {"samples": counts, "validation": validator.summary(),

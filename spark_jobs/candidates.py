@@ -60,7 +60,7 @@ def run(cfg: BuildConfig, spark=None) -> dict:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from .session import spark_session
+    from .session import parse_conf, spark_session
 
     if not cfg.vocab:
         raise UsageError("--candidate-table needs --vocab TRAINED_FEATURES/vocab: candidates are scored with the "
@@ -72,7 +72,7 @@ def run(cfg: BuildConfig, spark=None) -> dict:
         inputs.paths.pop("impressions", None)
         table_path = Path(cfg.candidate_table)
         cand_table = resolve("candidates", data_files(table_path), candidates_spec(table_path))
-    spark = spark or spark_session(cfg.master, driver_memory=cfg.driver_memory)
+    spark = spark or spark_session(cfg.master, driver_memory=cfg.driver_memory, conf=parse_conf(cfg.spark_conf))
     bar = ui.progress(total=4, desc="build-features (candidates)", unit="step", unit_scale=False)
     with atomic_output_dir(cfg.out) as tmp:
         with timer("read_and_quarantine"):

@@ -53,7 +53,8 @@ def _engine(payload: dict, key: str):
 
 
 def score_on_spark(model: str, kind: str, requests: str, out: str, vocab: str | None, master: str = "local[2]",
-                   spark=None, batch_requests: int = 512, top_k: int | None = None) -> dict:
+                   spark=None, batch_requests: int = 512, top_k: int | None = None,
+                   spark_conf: tuple[str, ...] = ()) -> dict:
     from pyspark.sql import functions as F
 
     from dien_batch.engines.base import open_engine
@@ -61,12 +62,12 @@ def score_on_spark(model: str, kind: str, requests: str, out: str, vocab: str | 
     from dien_batch.engines.requests import REQUEST_COLUMNS
     from dien_batch.engines.scoring import score_table
 
-    from .session import spark_session
+    from .session import parse_conf, spark_session
 
     local = open_engine(model, kind)
     vocab_dir = Path(vocab) if vocab else Path(requests).parent / "vocab"
     check_vocabulary(local.identity, vocab_dir if vocab_dir.is_dir() else None, model)
-    spark = spark or spark_session(master)
+    spark = spark or spark_session(master, conf=parse_conf(spark_conf))
     payload = spark.sparkContext.broadcast(_payload(model, kind))
     key = local.identity["config_hash"] + kind
 

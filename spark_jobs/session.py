@@ -59,6 +59,17 @@ def _start_quiet_gateway(master: str, app: str, settings: dict[str, str]) -> Non
     SparkContext._ensure_initialized(gateway=gateway, conf=conf)
 
 
+def parse_conf(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """`--spark-conf KEY=VALUE` options as a dict (they override the settings below)."""
+    conf = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip().startswith("spark."):
+            raise UsageError(f"--spark-conf: expected spark.KEY=VALUE, got '{pair}'")
+        conf[key.strip()] = value.strip()
+    return conf
+
+
 def spark_session(master: str = "local[2]", *, app: str = "dien-batch", driver_memory: str = "4g",
                   shuffle_partitions: int | None = None, conf: dict[str, str] | None = None):
     """Get or create the session. Local masters bind to 127.0.0.1 and keep the UI off."""

@@ -71,6 +71,8 @@ dien-batch build-features --events ratings.csv --format csv --columns user=userI
                    "requests/, vocab/, rejects/, validation/ (histories from --events before each request's ts).")
 @click.option("--master", default="local[2]", show_default=True, help="Spark master URL.")
 @click.option("--driver-memory", default="4g", show_default=True, help="Spark driver memory.")
+@click.option("--spark-conf", multiple=True, metavar="KEY=VALUE",
+              help="A Spark setting for the session, e.g. spark.executor.memory=8g (repeatable).")
 def build_features(seed: int, **options) -> None:
     """Build time-ordered, point-in-time-correct DIEN samples, vocabularies and scoring requests.
 
@@ -101,7 +103,9 @@ dien-batch validate --features features
 """)
 @click.option("--features", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--master", default="local[2]", show_default=True, help="Spark master URL.")
-def validate(seed: int, features: str, master: str) -> None:
+@click.option("--spark-conf", multiple=True, metavar="KEY=VALUE",
+              help="A Spark setting for the session, e.g. spark.executor.memory=8g (repeatable).")
+def validate(seed: int, features: str, master: str, spark_conf: tuple[str, ...]) -> None:
     """Re-run the Great Expectations suite on a built dataset and write its report.
 
     Writes FEATURES/validation/ (result JSON per suite and Data Docs HTML); exit 3 on any failure.
@@ -111,7 +115,7 @@ def validate(seed: int, features: str, master: str) -> None:
     from .. import ui
     from ..errors import DataValidationError
 
-    result = validate_dataset(features, master)
+    result = validate_dataset(features, master, spark_conf=spark_conf)
     rows = [(name, "passed" if r["success"] else f"FAILED: {r['failures']}") for name, r in
             result["validation"].items()]
     ui.summary(f"validate: {features}", rows + [("report", f"{features}/validation/data_docs/index.html")])

@@ -59,7 +59,9 @@ dien-batch score --model models/dien --spark --master spark://host:7077 --reques
                                         "where the candidates have no bids).")
 @click.option("--spark", "use_spark", is_flag=True, help="Score on Spark (mapInArrow) instead of one process.")
 @click.option("--master", default="local[2]", show_default=True, help="Spark master URL (with --spark).")
-def score(seed: int, use_spark: bool, master: str, **options) -> None:
+@click.option("--spark-conf", multiple=True, metavar="KEY=VALUE",
+              help="With --spark: a Spark setting for the session, e.g. spark.executor.memory=8g (repeatable).")
+def score(seed: int, use_spark: bool, master: str, spark_conf: tuple[str, ...], **options) -> None:
     """Score every candidate ad of every request; resumable after a kill.
 
     Writes OUT/part-*.parquet (request_id, user_id, item_id, category_id, hist_len, pctr, and label,
@@ -72,7 +74,7 @@ def score(seed: int, use_spark: bool, master: str, **options) -> None:
         from dien_batch.spark_jobs.score import score_on_spark
 
         summary = score_on_spark(options["model"], options["engine"], options["requests"], options["out"],
-                                 options["vocab"], master, top_k=options["top_k"])
+                                 options["vocab"], master, top_k=options["top_k"], spark_conf=spark_conf)
     else:
         from dien_batch.engines.scoring import ScoreConfig
         from dien_batch.engines.scoring import score as run
