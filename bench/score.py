@@ -122,10 +122,11 @@ def run_engine(name: str, work: Path, threads: int) -> dict:
     table = pq.read_table(work / "features" / "requests", columns=REQUEST_COLUMNS)
     pairs = table.num_rows * K
     start = time.perf_counter()
-    if name in ("torch", "onnx", "torch-bilinear"):
+    if name in ("torch", "torch-loops", "onnx", "torch-bilinear"):
         from dien_batch.engines.scoring import score_table
 
-        path = {"torch": work / "model", "torch-bilinear": work / "model-bilinear", "onnx": work / "dien.onnx"}[name]
+        path = {"torch": work / "model", "torch-loops": work / "model", "torch-bilinear": work / "model-bilinear",
+                "onnx": work / "dien.onnx"}[name]
         engine = open_engine(path, name.split("-")[0], threads)
         start = time.perf_counter()
         score_table(engine, table, 512)
@@ -229,8 +230,9 @@ def main() -> None:
     for name in args.engines:
         runs = []
         for _ in range(args.repeats):
+            env = dict(os.environ, **({"DIEN_BATCH_FUSED": "0"} if name == "torch-loops" else {}))
             out = subprocess.run([sys.executable, __file__, "--child", name, "--work", str(args.work), "--threads",
-                                  str(args.threads)], capture_output=True, text=True, cwd=ROOT)
+                                  str(args.threads)], capture_output=True, text=True, cwd=ROOT, env=env)
             if out.returncode:
                 print(f"{name} failed: {out.stderr[-800:]}", flush=True)
                 break
@@ -269,6 +271,7 @@ def main() -> None:
 
 
 LABELS = {"torch": "dien-batch torch engine (default DIEN: MLP attention)",
+          "torch-loops": "dien-batch torch engine, PyTorch step loops instead of the fused recurrence",
           "torch-bilinear": "dien-batch torch engine, bilinear attention (eq. 9)",
           "onnx": "dien-batch onnx engine (ONNX Runtime)", "naive": "naive per-pair PyTorch",
           "deepctr-fast": "DeepCTR-Torch 0.3.0 DIEN, no negative sampling, best batch size",

@@ -245,11 +245,10 @@ def recurrence(kind: str, gx: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tens
                return_states: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Final state [R, K, H] and, if asked, all states [R, K, T, H] (a row's final state past its length).
 
-    Differentiable (through the hand-written backward) for one candidate per row (K = 1). With one
-    candidate per row (training, evaluation) it runs the fused C++ recurrence where it is built (fp32 on
-    the CPU): 1.6-2.1x the step loops at R = 512-1024, T = 100. With K > 1 (scoring) it runs the step
-    loops below, whose per-step products over all R x K rows are one large GEMM: 1.7x the fused op's
-    per-row products at R = 128, K = 50 (measured, 2 threads). The same arithmetic either way.
+    Differentiable (through the hand-written backward) for one candidate per row (K = 1). On the CPU in
+    fp32 it runs the fused C++ recurrence where it is built (training, evaluation and scoring: see
+    docs/benchmarks.md for its speed against the step loops below), else the step loops. The same
+    arithmetic either way.
     """
     if kind not in KINDS or variant not in VARIANTS:
         raise ValueError(f"unknown cell {kind}/{variant}")
@@ -257,7 +256,7 @@ def recurrence(kind: str, gx: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tens
     K = 1 if att is None else att.shape[1]
     needs_grad = torch.is_grad_enabled() and any(
         x is not None and x.requires_grad for x in (gx, w_hh, b_hh, att))
-    if (K == 1 and gx.device.type == "cpu" and gx.dtype == torch.float32 and R and T
+    if ((K == 1 or not needs_grad) and gx.device.type == "cpu" and gx.dtype == torch.float32 and R and T
             and not torch.jit.is_tracing() and native.extension() is not None):
         return _fused(gx, w_hh, b_hh, lengths.to(torch.long).clamp(0, T).contiguous(), att, MODES[kind, variant],
                       return_states, needs_grad)

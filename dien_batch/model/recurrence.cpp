@@ -3,13 +3,16 @@
 // Same arithmetic as `dien_batch.model.cells` (PyTorch gate convention, linear_before_reset = 1):
 //   gh = h W_hh^T + b_hh;  r = s(gx_r + gh_r);  z = s(gx_z + gh_z);  n = tanh(gx_n + r * gh_n)
 //   h' = h + w * (n - h), with w = 1 - z (GRU), a (AGRU), a (1 - z) (AUGRU paper), 1 - (1 - a) z (official).
-// Rows are independent through time, so each thread owns a block of rows and runs all of their steps
-// with the state in cache: one pass per step over the state, the gates and the attention scaling
-// fused, no per-step dispatch. A row stops at its length (padding leaves the state unchanged).
+// Rows are independent through time, so each thread owns blocks of kRows rows and runs all of their
+// steps with the states in cache: per step one register-tiled product for the whole block (each
+// weight row loaded once for kRows rows), then one fused pass per row over the gates and the attention
+// scaling; no per-step dispatch. A row stops at its length (padding leaves the state unchanged).
 // K candidates may share one request's gx row (row r reads gx[r / K]): the scoring layout.
+// Each row's sums run in the same order whatever block it lands in: results do not depend on batching.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -56,26 +59,46 @@ inline float mix(float a, float z) {  // the weight of the candidate n in h' = h
   else return 1.0f - (1.0f - a) * z;
 }
 
-// One step for one row: gh = h W^T + b (W^T given as [H, G]), gates, update. Writes h_out and, when
-// `saved` is not null, r, z, n, gh_n, w (5 H floats) for the backward pass.
-// HC: the hidden size as a compile-time constant (the default 36: fully vectorised loops), 0 = any H.
-template <int MODE, int HC>
-inline void step_row(const float* gx, const float* wt, const float* b, float a, const float* h, float* h_out,
-                     float* gh, float* saved, int64_t h_size) {
-  const int64_t H = HC ? HC : h_size, G = 3 * H;
+constexpr int kRows = 8;   // rows stepped together: each weight row loaded once per step serves all of them
+constexpr int kLanes = 16;  // outputs per register tile (the padded gate width is a multiple of it)
+
+// gh[r] = h[r] W^T + b for the kRows rows of a block: W^T given as [H, Gp] (Gp = 3H rounded up to kLanes,
+// zero padded), h as [kRows, H]. A kRows x kLanes tile of accumulators stays in registers over the sum.
+template <int HC>
+inline void block_products(const float* h, const float* wt, const float* b, float* gh, int64_t h_size,
+                           int64_t gp) {
+  const int64_t H = HC ? HC : h_size;
+  for (int64_t j0 = 0; j0 < gp; j0 += kLanes) {
+    float acc[kRows][kLanes];
+    for (int r = 0; r < kRows; ++r)
 #pragma omp simd
-  for (int64_t j = 0; j < G; ++j) {  // vectorised over the outputs, the sum over k in registers
-    float s = b[j];
-    for (int64_t k = 0; k < H; ++k) s += h[k] * wt[k * G + j];
-    gh[j] = s;
+      for (int jj = 0; jj < kLanes; ++jj) acc[r][jj] = b[j0 + jj];
+    for (int64_t k = 0; k < H; ++k) {
+      const float* w = wt + k * gp + j0;
+      for (int r = 0; r < kRows; ++r) {
+        const float hk = h[r * H + k];
+#pragma omp simd
+        for (int jj = 0; jj < kLanes; ++jj) acc[r][jj] += hk * w[jj];
+      }
+    }
+    for (int r = 0; r < kRows; ++r)
+#pragma omp simd
+      for (int jj = 0; jj < kLanes; ++jj) gh[r * gp + j0 + jj] = acc[r][jj];
   }
+}
+
+// The gates of one row from its gh, updating h in place (each output reads only its own h[j]). Writes
+// r, z, n, gh_n, w (5 H floats) to `saved` when it is not null, for the backward pass.
+template <int MODE, int HC>
+inline void gates_row(const float* gx, const float* gh, float a, float* h, float* saved, int64_t h_size) {
+  const int64_t H = HC ? HC : h_size;
   if (!saved) {
 #pragma omp simd
     for (int64_t j = 0; j < H; ++j) {
       const float r = sigmoid(gx[j] + gh[j]);
       const float z = sigmoid(gx[H + j] + gh[H + j]);
       const float n = fast_tanh(gx[2 * H + j] + r * gh[2 * H + j]);
-      h_out[j] = h[j] + mix<MODE>(a, z) * (n - h[j]);
+      h[j] += mix<MODE>(a, z) * (n - h[j]);
     }
     return;
   }
@@ -85,7 +108,7 @@ inline void step_row(const float* gx, const float* wt, const float* b, float a, 
     const float z = sigmoid(gx[H + j] + gh[H + j]);
     const float n = fast_tanh(gx[2 * H + j] + r * gh[2 * H + j]);
     const float w = mix<MODE>(a, z);
-    h_out[j] = h[j] + w * (n - h[j]);
+    h[j] += w * (n - h[j]);
     saved[j] = r;
     saved[H + j] = z;
     saved[2 * H + j] = n;
@@ -94,25 +117,43 @@ inline void step_row(const float* gx, const float* wt, const float* b, float a, 
   }
 }
 
+// Rows are taken longest first (a stable sort by length), kRows at a time, so the rows of a block share
+// most of their steps; a row past its length is left alone while the others of its block go on.
 template <int MODE, int HC>
 void forward_impl(const float* gx, const float* wt, const float* b, const float* att, const int64_t* len,
-                  float* final_h, float* states, float* saved, int64_t R, int64_t K, int64_t T, int64_t H) {
+                  float* final_h, float* states, float* saved, int64_t R, int64_t K, int64_t T, int64_t H,
+                  int64_t gp) {
   const int64_t G = 3 * H;  // R = requests x K rows
-  at::parallel_for(0, R, kBlock, [&](int64_t begin, int64_t end) {
-    std::vector<float> gh(G), h(H), h_next(H);
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t req = row / K, L = std::min<int64_t>(std::max<int64_t>(len[req], 0), T);
+  auto steps = [&](int64_t row) { return std::min<int64_t>(std::max<int64_t>(len[row / K], 0), T); };
+  std::vector<int64_t> order(R);
+  for (int64_t i = 0; i < R; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return steps(x) > steps(y); });
+  const int64_t blocks = (R + kRows - 1) / kRows;
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> h(kRows * H), gh(kRows * gp);
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int n = static_cast<int>(std::min<int64_t>(kRows, R - blk * kRows));
+      const int64_t* rows = order.data() + blk * kRows;
       std::fill(h.begin(), h.end(), 0.0f);
-      for (int64_t t = 0; t < L; ++t) {
-        const float a = att ? att[row * T + t] : 0.0f;
-        float* keep = saved ? saved + (row * T + t) * 5 * H : nullptr;
-        step_row<MODE, HC>(gx + (req * T + t) * G, wt, b, a, h.data(), h_next.data(), gh.data(), keep, H);
-        std::swap(h, h_next);
-        if (states) std::copy(h.begin(), h.end(), states + (row * T + t) * H);
+      const int64_t longest = steps(rows[0]);
+      for (int64_t t = 0; t < longest; ++t) {
+        block_products<HC>(h.data(), wt, b, gh.data(), H, gp);
+        for (int r = 0; r < n; ++r) {
+          const int64_t row = rows[r];
+          if (t >= steps(row)) break;  // sorted: the rest of the block has ended too
+          float* keep = saved ? saved + (row * T + t) * 5 * H : nullptr;
+          gates_row<MODE, HC>(gx + ((row / K) * T + t) * G, gh.data() + r * gp, att ? att[row * T + t] : 0.0f,
+                              h.data() + r * H, keep, H);
+          if (states) std::copy(h.begin() + r * H, h.begin() + (r + 1) * H, states + (row * T + t) * H);
+        }
       }
-      if (states)
-        for (int64_t t = L; t < T; ++t) std::copy(h.begin(), h.end(), states + (row * T + t) * H);
-      std::copy(h.begin(), h.end(), final_h + row * H);
+      for (int r = 0; r < n; ++r) {
+        const int64_t row = rows[r];
+        const float* last = h.data() + r * H;
+        if (states)
+          for (int64_t t = steps(row); t < T; ++t) std::copy(last, last + H, states + (row * T + t) * H);
+        std::copy(last, last + H, final_h + row * H);
+      }
     }
   });
 }
@@ -240,13 +281,17 @@ std::vector<torch::Tensor> forward(torch::Tensor gx, torch::Tensor w_hh, torch::
   auto final_h = torch::empty({R, H}, opts);
   auto states = want_states ? torch::empty({R, T, H}, opts) : torch::Tensor();
   auto saved = want_saved ? torch::empty({R, T, 5 * H}, opts) : torch::Tensor();
-  auto wt = w_hh.t().contiguous();
+  const int64_t gp = (3 * H + kLanes - 1) / kLanes * kLanes;  // W^T and b zero padded to the tile width
+  auto wt = torch::zeros({H, gp}, opts);
+  wt.narrow(1, 0, 3 * H).copy_(w_hh.t());
+  auto bp = torch::zeros({gp}, opts);
+  bp.narrow(0, 0, 3 * H).copy_(b_hh);
   dispatch(mode, [&](auto m) {
     constexpr int MODE = decltype(m)::value;
     auto run = H == 36 ? forward_impl<MODE, 36> : forward_impl<MODE, 0>;
-    run(gx.data_ptr<float>(), wt.data_ptr<float>(), b_hh.data_ptr<float>(), has_att ? att.data_ptr<float>() : nullptr,
+    run(gx.data_ptr<float>(), wt.data_ptr<float>(), bp.data_ptr<float>(), has_att ? att.data_ptr<float>() : nullptr,
         lengths.data_ptr<int64_t>(), final_h.data_ptr<float>(), want_states ? states.data_ptr<float>() : nullptr,
-        want_saved ? saved.data_ptr<float>() : nullptr, R, K, T, H);
+        want_saved ? saved.data_ptr<float>() : nullptr, R, K, T, H, gp);
   });
   return {final_h, want_states ? states : torch::empty({0}, opts), want_saved ? saved : torch::empty({0}, opts)};
 }

@@ -140,10 +140,9 @@ def test_fused_cpu_recurrence_matches_numpy(kind, variant, K):
     lengths = rng.integers(0, T + 1, R)
     lengths[:2] = (T, 0)
     args = (torch.tensor(gx), torch.tensor(W), torch.tensor(b), torch.tensor(lengths))
-    if att is None or K == 1:  # recurrence() takes the fused path for one candidate per row
-        got, states = recurrence(kind, *args, None if att is None else torch.tensor(att), variant, return_states=True)
-    else:  # K > 1 is scored by the step loops (faster there); the C++ op's K path is checked directly
-        got, states = _fused(*args, torch.tensor(att), MODES[kind, variant], True, False)
+    got, states = recurrence(kind, *args, None if att is None else torch.tensor(att), variant, return_states=True)
+    fused, _ = _fused(*args, None if att is None else torch.tensor(att), MODES[kind, variant], True, False)
+    assert torch.equal(got, fused)  # recurrence() took the fused path
     for r in range(R):
         for k in range(got.shape[1]):
             a = None if att is None else att[r, k].astype(np.float64)
