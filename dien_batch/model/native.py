@@ -31,9 +31,10 @@ def extension():
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
+                # -fopenmp: ATen's parallel_for is an inline OpenMP loop; without it the op runs on one thread.
                 module = cpp_extension.load(name="dien_batch_recurrence", sources=[str(SOURCE)],
                                             extra_cflags=["-O3", "-march=native", "-mprefer-vector-width=512",
-                                                          "-fopenmp-simd"], verbose=False)
+                                                          "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=False)
         except Exception as exc:  # noqa: BLE001 - no compiler, no ninja, a failed build: fall back, loudly once
             why = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
     if module is None:
