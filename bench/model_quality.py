@@ -37,8 +37,13 @@ DATA = ROOT / "tests" / "data"
 # The demo's world (sizes of `make demo`), another seed; the model options were explored on other seeds and sizes.
 SYNTH = ["--users", "3000", "--events-per-user", "50", "--requests", "12000", "--candidates-per-request", "10",
          "--seed", "7"]
+# 2.5x the impressions on a smaller catalogue (the screening world's 5,000 items in 50 categories, more users
+# and requests, a seed used nowhere else): as many impressions per id as a production log has more of.
+SYNTH_LARGE = ["--users", "5000", "--items", "5000", "--categories", "50", "--events-per-user", "40",
+               "--requests", "30000", "--candidates-per-request", "10", "--seed", "13"]
 DATASETS = {
     "synth": (SYNTH, ["--split", "time:2025-02-22"]),
+    "synth-large": (SYNTH_LARGE, ["--split", "time:2025-02-22"]),
     "movielens-100k": (None, ["--events", str(DATA / "movielens-100k" / "ml-100k.inter"), "--max-len", "50",
                               "--max-samples-per-user", "10"]),
     "amazon-mi": (None, ["--events", str(DATA / "amazon-musical-instruments-5core" / "Musical_Instruments_5.csv")]),
@@ -78,7 +83,7 @@ def features(work: Path, name: str) -> Path:
     if not out.exists():
         synth_args, build_args = DATASETS[name]
         if synth_args:
-            world = work / "synth"
+            world = work / ("synth" if name == "synth" else f"{name}-world")
             if not world.exists():
                 dien_batch("synth", *synth_args, "--out", str(world))
             build_args = ["--events", str(world), *build_args]
