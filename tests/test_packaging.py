@@ -19,7 +19,8 @@ def test_the_wheel_installs_no_generic_top_level_names(tmp_path):
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top == {"dien_batch"}, top
     for needed in ("dien_batch/engines/onnx_engine.py", "dien_batch/reports/templates/report.html",
-                   "dien_batch/spark_jobs/log4j2.properties", "dien_batch/model/recurrence.cpp"):
+                   "dien_batch/spark_jobs/log4j2.properties", "dien_batch/model/recurrence.cpp",
+                   "dien_batch/model/attention.cpp", "dien_batch/model/kernels.h"):
         assert needed in names, needed
 
 

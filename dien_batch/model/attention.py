@@ -5,7 +5,8 @@
 * `MLPAttention` (the authors' code): q = PReLU(Dense(e_a)) (or e_a itself, as in DIN); scores from
   an MLP 80-40 (sigmoid) -> 1 on [q, h, q - h, q * h]. Its first layer is computed as
   q (W_q + W_d)^T + h (W_h - W_d)^T + (q * h) W_p^T, the same linear map without materialising the
-  4H-wide input, so the h part runs once per request and only the q * h part per candidate.
+  4H-wide input, so the h part runs once per request and only the q * h part per candidate. For
+  inference on the CPU the per-(candidate, step) part runs in a fused C++ kernel (`attention.cpp`).
 
 Both take keys [R, T, D] (one history per request) and queries [R, K, Dq] (K candidates) and return
 weights [R, K, T].
@@ -61,10 +62,26 @@ class MLPAttention(nn.Module):
     def scores(self, keys: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
         q = self.query(queries) if self.query is not None else queries  # [R, K, D]
         w_q, w_h, w_d, w_p = self.first.weight.chunk(4, dim=1)
+        kernel = self._fused_kernel(keys)
+        if kernel is not None:  # inference on the CPU: the C++ kernel, no [R, K, T, hidden] tensor
+            last = self.rest[3]
+            return kernel(keys.contiguous(), q.contiguous(), self.key_part(keys).contiguous(),
+                          (q @ (w_q + w_d).T).contiguous(), w_p.contiguous(), self.rest[1].weight.contiguous(),
+                          self.rest[1].bias.contiguous(), last.weight.reshape(-1).contiguous(), float(last.bias))
         first = (self.key_part(keys).unsqueeze(1)  # [R, 1, T, hidden]
                  + (q @ (w_q + w_d).T).unsqueeze(2)  # [R, K, 1, hidden]
                  + (q.unsqueeze(2) * keys.unsqueeze(1)) @ w_p.T)  # [R, K, T, hidden]
         return self.rest(first).squeeze(-1)
+
+    def _fused_kernel(self, keys: torch.Tensor):
+        """The fused CPU kernel where it applies: fp32 on the CPU, no gradient, not being traced for export,
+        the default two hidden layers; else None (the PyTorch path in `scores`, the same arithmetic)."""
+        if (keys.device.type != "cpu" or keys.dtype != torch.float32 or len(self.rest) != 4
+                or torch.jit.is_tracing() or (torch.is_grad_enabled() and self.first.weight.requires_grad)):
+            return None
+        from . import native
+
+        return getattr(native.extension(), "mlp_attention_scores", None)
 
     def forward(self, keys: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return normalise(self.scores(keys, queries), mask, self.norm)

@@ -1,4 +1,5 @@
-"""The fused CPU recurrence (`recurrence.cpp`), compiled on first use and cached.
+"""The fused CPU kernels (`recurrence.cpp`: the GRU family's recurrence; `attention.cpp`: the attention MLP's
+scores; shared pieces in `kernels.h`), compiled on first use and cached.
 
 Built with PyTorch's C++ extension tooling (the C++ compiler and ninja that `make setup` installs) into
 `TORCH_EXTENSIONS_DIR` (default ~/.cache/torch_extensions), once per machine and PyTorch version;
@@ -8,11 +9,14 @@ of `cells` run instead, after one message that says why. `DIEN_BATCH_FUSED=0` tu
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("recurrence.cpp")
+HERE = Path(__file__).parent
+SOURCES = [HERE / "recurrence.cpp", HERE / "attention.cpp"]
+HEADER = HERE / "kernels.h"
 _state: dict = {}
 
 
@@ -32,9 +36,12 @@ def extension():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 # -fopenmp: ATen's parallel_for is an inline OpenMP loop; without it the op runs on one thread.
-                module = cpp_extension.load(name="dien_batch_recurrence", sources=[str(SOURCE)],
+                # The header's hash in the flags: PyTorch rebuilds when sources or flags change, not headers.
+                header = hashlib.sha256(HEADER.read_bytes()).hexdigest()[:16]
+                module = cpp_extension.load(name="dien_batch_recurrence", sources=[str(s) for s in SOURCES],
                                             extra_cflags=["-O3", "-march=native", "-mprefer-vector-width=512",
-                                                          "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=False)
+                                                          "-fopenmp", f"-DDIEN_KERNELS_H={header}"],
+                                            extra_ldflags=["-fopenmp"], verbose=False)
         except Exception as exc:  # noqa: BLE001 - no compiler, no ninja, a failed build: fall back, loudly once
             why = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
     if module is None:

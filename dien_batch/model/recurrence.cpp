@@ -18,38 +18,13 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels.h"
+
 namespace {
 
+using namespace dien_kernels;
+
 constexpr int64_t kBlock = 16;  // rows per work item
-
-// exp, sigmoid and tanh written so that the compiler vectorises the gate loops (the libm calls do not):
-// exp(x) = 2^n * p(f), n = round(x log2 e), p a degree-6 polynomial on [-ln2/2, ln2/2]; relative error
-// below 2e-7 (float rounding) over the range the gates use. sigmoid and tanh follow from exp.
-#pragma omp declare simd
-inline float fast_exp(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  const float n = std::nearbyint(x * 1.44269504088896341f);
-  const float f = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
-  float p = 1.3981999507e-03f;
-  p = p * f + 8.3334519073e-03f;
-  p = p * f + 4.1665795894e-02f;
-  p = p * f + 1.6666665459e-01f;
-  p = p * f + 5.0000001201e-01f;
-  p = p * f * f + f + 1.0f;
-  int32_t bits;
-  std::memcpy(&bits, &p, 4);
-  bits += static_cast<int32_t>(n) << 23;
-  std::memcpy(&p, &bits, 4);
-  return p;
-}
-
-#pragma omp declare simd
-inline float sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
-
-#pragma omp declare simd
-inline float fast_tanh(float x) {  // tanh(x) = 1 - 2 / (exp(2x) + 1), exact to float rounding at both ends
-  return 1.0f - 2.0f / (fast_exp(2.0f * x) + 1.0f);
-}
 
 template <int MODE>
 inline float mix(float a, float z) {  // the weight of the candidate n in h' = h + w (n - h)
@@ -57,34 +32,6 @@ inline float mix(float a, float z) {  // the weight of the candidate n in h' = h
   else if constexpr (MODE == 1) return a;
   else if constexpr (MODE == 2) return a * (1.0f - z);
   else return 1.0f - (1.0f - a) * z;
-}
-
-constexpr int kRows = 8;   // rows stepped together: each weight row loaded once per step serves all of them
-constexpr int kLanes = 16;  // outputs per register tile (the padded gate width is a multiple of it)
-
-// gh[r] = h[r] W^T + b for the kRows rows of a block: W^T given as [H, Gp] (Gp = 3H rounded up to kLanes,
-// zero padded), h as [kRows, H]. A kRows x kLanes tile of accumulators stays in registers over the sum.
-template <int HC>
-inline void block_products(const float* h, const float* wt, const float* b, float* gh, int64_t h_size,
-                           int64_t gp) {
-  const int64_t H = HC ? HC : h_size;
-  for (int64_t j0 = 0; j0 < gp; j0 += kLanes) {
-    float acc[kRows][kLanes];
-    for (int r = 0; r < kRows; ++r)
-#pragma omp simd
-      for (int jj = 0; jj < kLanes; ++jj) acc[r][jj] = b[j0 + jj];
-    for (int64_t k = 0; k < H; ++k) {
-      const float* w = wt + k * gp + j0;
-      for (int r = 0; r < kRows; ++r) {
-        const float hk = h[r * H + k];
-#pragma omp simd
-        for (int jj = 0; jj < kLanes; ++jj) acc[r][jj] += hk * w[jj];
-      }
-    }
-    for (int r = 0; r < kRows; ++r)
-#pragma omp simd
-      for (int jj = 0; jj < kLanes; ++jj) gh[r * gp + j0 + jj] = acc[r][jj];
-  }
 }
 
 // The gates of one row from its gh, updating h in place (each output reads only its own h[j]). Writes
@@ -319,7 +266,13 @@ std::vector<torch::Tensor> backward(torch::Tensor grad_final, torch::Tensor grad
   return {dgx, dw, db, datt};
 }
 
+// attention.cpp
+torch::Tensor mlp_attention_scores(torch::Tensor keys, torch::Tensor queries, torch::Tensor key_part,
+                                   torch::Tensor query_part, torch::Tensor w_p, torch::Tensor w_2, torch::Tensor b_2,
+                                   torch::Tensor w_3, double b_3);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "fused GRU-family recurrence, forward");
   m.def("backward", &backward, "fused GRU-family recurrence, BPTT");
+  m.def("mlp_attention_scores", &mlp_attention_scores, "the attention MLP's scores, fused (inference)");
 }

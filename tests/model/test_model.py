@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -208,3 +210,34 @@ def test_training_and_inference_extractors_agree():
         export_states = model._gru(model.extractor, x, r["hist_len"], mask)
     torch.testing.assert_close(train_states.detach(), infer_states, rtol=0, atol=1e-6)
     torch.testing.assert_close(export_states, infer_states, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("key_dim, query_dim, hidden, R, K, T", [
+    (36, 36, (80, 40), 3, 50, 100),  # the default sizes, T a multiple of the kernel's 8 steps
+    (36, 36, (80, 40), 2, 1, 19),  # one candidate, T not a multiple of 8
+    (5, 7, (7, 3), 4, 3, 6),  # odd sizes: padded tiles, fewer steps than one block
+])
+def test_fused_mlp_attention_kernel_matches_the_concatenated_form(key_dim, query_dim, hidden, R, K, T):
+    """The C++ kernel (inference on the CPU) against the MLP on [q, h, q - h, q * h] in float64, fresh
+    random inputs; a request scored alone gives the same scores as inside a batch (to float rounding: the
+    per-request projections around the kernel are PyTorch GEMMs whose blocking follows the batch)."""
+    from dien_batch.model import native
+
+    if native.extension() is None:
+        pytest.skip("the fused CPU kernels could not be built")
+    g = torch.Generator().manual_seed(key_dim * 1000 + R * 100 + T)
+    att = MLPAttention(key_dim, query_dim, hidden).eval()
+    with torch.no_grad():
+        for p in att.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    keys, queries = torch.randn(R, T, key_dim, generator=g), torch.randn(R, K, query_dim, generator=g)
+    with torch.inference_mode():
+        assert att._fused_kernel(keys) is not None
+        got = att.scores(keys, queries)
+        alone = att.scores(keys[1:2], queries[1:2])
+        q = att.query(queries).double().unsqueeze(2).expand(R, K, T, key_dim)
+        h = keys.double().unsqueeze(1).expand(R, K, T, key_dim)
+        naive = copy.deepcopy(att).double()
+        want = naive.rest(naive.first(torch.cat([q, h, q - h, q * h], dim=-1))).squeeze(-1)
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5)
+    torch.testing.assert_close(alone, got[1:2], rtol=0, atol=1e-6)
