@@ -271,7 +271,7 @@ def main() -> None:
 
 
 LABELS = {"torch": "dien-batch torch engine (default DIEN: MLP attention)",
-          "torch-loops": "dien-batch torch engine, PyTorch step loops instead of the fused recurrence",
+          "torch-loops": "dien-batch torch engine without the fused C++ kernels (DIEN_BATCH_FUSED=0)",
           "torch-bilinear": "dien-batch torch engine, bilinear attention (eq. 9)",
           "onnx": "dien-batch onnx engine (ONNX Runtime)", "naive": "naive per-pair PyTorch",
           "deepctr-fast": "DeepCTR-Torch 0.3.0 DIEN, no negative sampling, best batch size",
