@@ -45,11 +45,11 @@ def extension():
         except Exception as exc:  # noqa: BLE001 - no compiler, no ninja, a failed build: fall back, loudly once
             why = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
     if module is None:
-        print(f"dien-batch: the fused CPU recurrence is not available ({why}); using the slower PyTorch step "
-              "loops", file=sys.stderr)
+        print(f"dien-batch: the fused CPU kernels are not available ({why}); using the slower PyTorch code",
+              file=sys.stderr)
     _state["module"] = module
     return module
 
 
 if __name__ == "__main__":  # `python -m dien_batch.model.native`: build (or report) ahead of time
-    print("fused CPU recurrence:", "ready" if extension() is not None else "unavailable")
+    print("fused CPU kernels:", "ready" if extension() is not None else "unavailable")
