@@ -15,19 +15,6 @@
 
 using namespace dien_kernels;
 
-namespace {
-
-int64_t padded(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
-
-// w [out, in] -> w^T [in, out_p], zero padded to the tile width.
-torch::Tensor transposed_padded(const torch::Tensor& w) {
-  auto out = torch::zeros({w.size(1), padded(w.size(0))}, w.options());
-  out.narrow(1, 0, w.size(0)).copy_(w.t());
-  return out;
-}
-
-}  // namespace
-
 // keys [R, T, D], queries [R, K, D], key_part [R, T, A1], query_part [R, K, A1], w_p [A1, D], w_2 [A2, A1],
 // b_2 [A2], w_3 [A2] (float32, contiguous) -> scores [R, K, T].
 torch::Tensor mlp_attention_scores(torch::Tensor keys, torch::Tensor queries, torch::Tensor key_part,
@@ -43,10 +30,8 @@ torch::Tensor mlp_attention_scores(torch::Tensor keys, torch::Tensor queries, to
               "attention shapes do not match");
   auto opts = keys.options();
   auto scores = torch::empty({R, K, T}, opts);
-  auto wpt = transposed_padded(w_p), w2t = transposed_padded(w_2);
-  auto b2 = torch::zeros({A2p}, opts), w3 = torch::zeros({A2p}, opts), zero = torch::zeros({A1p}, opts);
-  b2.narrow(0, 0, A2).copy_(b_2);
-  w3.narrow(0, 0, A2).copy_(w_3);  // padded lanes: sigmoid(0) * 0, no contribution
+  auto wpt = transposed_padded(w_p), w2t = transposed_padded(w_2), zero = torch::zeros({A1p}, opts);
+  auto b2 = vector_padded(b_2), w3 = vector_padded(w_3);  // padded lanes: sigmoid(0) * 0, no contribution
   const float *h = keys.data_ptr<float>(), *q = queries.data_ptr<float>(), *kp = key_part.data_ptr<float>(),
               *qp = query_part.data_ptr<float>(), *wp_t = wpt.data_ptr<float>(), *w2_t = w2t.data_ptr<float>(),
               *b2p = b2.data_ptr<float>(), *w3p = w3.data_ptr<float>(), *none = zero.data_ptr<float>();

@@ -62,14 +62,14 @@ class MLPAttention(nn.Module):
     def scores(self, keys: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
         q = self.query(queries) if self.query is not None else queries  # [R, K, D]
         w_q, w_h, w_d, w_p = self.first.weight.chunk(4, dim=1)
+        key_part, query_part = self.key_part(keys), q @ (w_q + w_d).T  # [R, T, hidden], [R, K, hidden]
         kernel = self._fused_kernel(keys)
         if kernel is not None:  # inference on the CPU: the C++ kernel, no [R, K, T, hidden] tensor
-            last = self.rest[3]
-            return kernel(keys.contiguous(), q.contiguous(), self.key_part(keys).contiguous(),
-                          (q @ (w_q + w_d).T).contiguous(), w_p.contiguous(), self.rest[1].weight.contiguous(),
-                          self.rest[1].bias.contiguous(), last.weight.reshape(-1).contiguous(), float(last.bias))
-        first = (self.key_part(keys).unsqueeze(1)  # [R, 1, T, hidden]
-                 + (q @ (w_q + w_d).T).unsqueeze(2)  # [R, K, 1, hidden]
+            second, last = self.rest[1], self.rest[3]
+            return kernel(keys.contiguous(), q.contiguous(), key_part.contiguous(), query_part.contiguous(),
+                          w_p.contiguous(), second.weight.contiguous(), second.bias.contiguous(),
+                          last.weight.reshape(-1).contiguous(), float(last.bias))
+        first = (key_part.unsqueeze(1) + query_part.unsqueeze(2)  # [R, 1, T, hidden] + [R, K, 1, hidden]
                  + (q.unsqueeze(2) * keys.unsqueeze(1)) @ w_p.T)  # [R, K, T, hidden]
         return self.rest(first).squeeze(-1)
 

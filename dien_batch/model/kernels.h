@@ -1,6 +1,9 @@
 // Shared pieces of the CPU kernels (recurrence.cpp, attention.cpp): vectorisable exp, sigmoid, tanh,
-// and the register-tiled product of a block of kRows rows with a weight matrix.
+// the register-tiled product of a block of kRows rows with a weight matrix, and the zero padding of
+// weights to its tile width.
 #pragma once
+
+#include <torch/extension.h>
 
 #include <algorithm>
 #include <cmath>
@@ -41,8 +44,24 @@ inline float fast_tanh(float x) {  // tanh(x) = 1 - 2 / (exp(2x) + 1), exact to 
 constexpr int kRows = 8;   // rows stepped together: each weight row loaded once per step serves all of them
 constexpr int kLanes = 16;  // outputs per register tile (the padded gate width is a multiple of it)
 
-// gh[r] = h[r] W^T + b for the kRows rows of a block: W^T given as [H, Gp] (Gp = 3H rounded up to kLanes,
-// zero padded), h as [kRows, H]. A kRows x kLanes tile of accumulators stays in registers over the sum.
+inline int64_t padded(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
+
+// w [out, in] -> w^T [in, padded(out)], zero padded: the layout block_products reads.
+inline torch::Tensor transposed_padded(const torch::Tensor& w) {
+  auto out = torch::zeros({w.size(1), padded(w.size(0))}, w.options());
+  out.narrow(1, 0, w.size(0)).copy_(w.t());
+  return out;
+}
+
+// v [n] -> [padded(n)], zero padded.
+inline torch::Tensor vector_padded(const torch::Tensor& v) {
+  auto out = torch::zeros({padded(v.numel())}, v.options());
+  out.narrow(0, 0, v.numel()).copy_(v.reshape(-1));
+  return out;
+}
+
+// gh[r] = h[r] W^T + b for the kRows rows of a block: W^T given as [H, gp] (transposed_padded), b as [gp],
+// h as [kRows, H]. A kRows x kLanes tile of accumulators stays in registers over the sum.
 template <int HC>
 inline void block_products(const float* h, const float* wt, const float* b, float* gh, int64_t h_size,
                            int64_t gp) {

@@ -228,11 +228,8 @@ std::vector<torch::Tensor> forward(torch::Tensor gx, torch::Tensor w_hh, torch::
   auto final_h = torch::empty({R, H}, opts);
   auto states = want_states ? torch::empty({R, T, H}, opts) : torch::Tensor();
   auto saved = want_saved ? torch::empty({R, T, 5 * H}, opts) : torch::Tensor();
-  const int64_t gp = (3 * H + kLanes - 1) / kLanes * kLanes;  // W^T and b zero padded to the tile width
-  auto wt = torch::zeros({H, gp}, opts);
-  wt.narrow(1, 0, 3 * H).copy_(w_hh.t());
-  auto bp = torch::zeros({gp}, opts);
-  bp.narrow(0, 0, 3 * H).copy_(b_hh);
+  const int64_t gp = padded(3 * H);  // W^T and b zero padded to the tile width
+  auto wt = transposed_padded(w_hh), bp = vector_padded(b_hh);
   dispatch(mode, [&](auto m) {
     constexpr int MODE = decltype(m)::value;
     auto run = H == 36 ? forward_impl<MODE, 36> : forward_impl<MODE, 0>;
