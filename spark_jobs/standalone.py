@@ -40,7 +40,6 @@ class Cluster:
     master_url: str
     web_url: str
     pids: tuple[int, ...]
-    directory: str
 
 
 def _free_port() -> int:
@@ -92,7 +91,7 @@ def start(directory: str | Path, cores: int = 2, memory: str = "3g", timeout: fl
                      root / "master.log")
     worker = _daemon([WORKER_CLASS, master_url, "--host", "127.0.0.1", "--cores", str(cores), "--memory", memory,
                       "--webui-port", str(worker_web), "--work-dir", str(root / "work")], root / "worker.log")
-    cluster = Cluster(master_url, web_url, (master.pid, worker.pid), str(root))
+    cluster = Cluster(master_url, web_url, (master.pid, worker.pid))
     (root / STATE).write_text(json.dumps(asdict(cluster)))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
