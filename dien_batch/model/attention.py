@@ -59,16 +59,19 @@ class MLPAttention(nn.Module):
         w_q, w_h, w_d, w_p = self.first.weight.chunk(4, dim=1)
         return torch.nn.functional.linear(keys, w_h - w_d, self.first.bias)
 
-    def scores(self, keys: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    def scores(self, keys: torch.Tensor, queries: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores [R, K, T]; given each request's history length [R], the fused kernel skips (and zeroes) the
+        padded steps, which the weights mask out anyway."""
         q = self.query(queries) if self.query is not None else queries  # [R, K, D]
         w_q, w_h, w_d, w_p = self.first.weight.chunk(4, dim=1)
         key_part, query_part = self.key_part(keys), q @ (w_q + w_d).T  # [R, T, hidden], [R, K, hidden]
         kernel = self._fused_kernel(keys)
         if kernel is not None:  # inference on the CPU: the C++ kernel, no [R, K, T, hidden] tensor
             second, last = self.rest[1], self.rest[3]
+            steps = torch.full((keys.shape[0],), keys.shape[1]) if lengths is None else lengths.to(torch.long)
             return kernel(keys.contiguous(), q.contiguous(), key_part.contiguous(), query_part.contiguous(),
                           w_p.contiguous(), second.weight.contiguous(), second.bias.contiguous(),
-                          last.weight.reshape(-1).contiguous(), float(last.bias))
+                          last.weight.reshape(-1).contiguous(), float(last.bias), steps.contiguous())
         first = (key_part.unsqueeze(1) + query_part.unsqueeze(2)  # [R, 1, T, hidden] + [R, K, 1, hidden]
                  + (q.unsqueeze(2) * keys.unsqueeze(1)) @ w_p.T)  # [R, K, T, hidden]
         return self.rest(first).squeeze(-1)
@@ -84,4 +87,4 @@ class MLPAttention(nn.Module):
         return getattr(native.extension(), "mlp_attention_scores", None)
 
     def forward(self, keys: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return normalise(self.scores(keys, queries), mask, self.norm)
+        return normalise(self.scores(keys, queries, mask.sum(-1)), mask, self.norm)

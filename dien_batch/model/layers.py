@@ -22,10 +22,13 @@ class Dice(nn.Module):
         if self.training:
             flat = x.reshape(-1, x.shape[-1])
             normed = self.bn(flat).reshape(x.shape)
-        else:  # running statistics only, written out so that it exports as plain arithmetic
-            normed = (x - self.bn.running_mean) * torch.rsqrt(self.bn.running_var + self.bn.eps)
-        p = torch.sigmoid(normed)
-        return p * x + (1 - p) * self.alpha * x
+            p = torch.sigmoid(normed)
+            return p * x + (1 - p) * self.alpha * x
+        # running statistics only, written out so that it exports as plain arithmetic, in four passes over x:
+        # p = sigmoid(x * scale + shift), out = x * (alpha + p * (1 - alpha))
+        scale = torch.rsqrt(self.bn.running_var + self.bn.eps)
+        p = torch.sigmoid(torch.addcmul(-self.bn.running_mean * scale, x, scale))
+        return x * torch.addcmul(self.alpha, p, 1 - self.alpha)
 
 
 class InputNorm(nn.Module):
@@ -40,7 +43,8 @@ class InputNorm(nn.Module):
         if self.training:
             return self.bn(x.reshape(-1, x.shape[-1])).reshape(x.shape)
         bn = self.bn
-        return (x - bn.running_mean) * (torch.rsqrt(bn.running_var + bn.eps) * bn.weight) + bn.bias
+        scale = torch.rsqrt(bn.running_var + bn.eps) * bn.weight
+        return torch.addcmul(bn.bias - bn.running_mean * scale, x, scale)  # one pass over x
 
 
 class PReLU(nn.Module):

@@ -266,7 +266,7 @@ std::vector<torch::Tensor> backward(torch::Tensor grad_final, torch::Tensor grad
 // attention.cpp
 torch::Tensor mlp_attention_scores(torch::Tensor keys, torch::Tensor queries, torch::Tensor key_part,
                                    torch::Tensor query_part, torch::Tensor w_p, torch::Tensor w_2, torch::Tensor b_2,
-                                   torch::Tensor w_3, double b_3);
+                                   torch::Tensor w_3, double b_3, torch::Tensor lengths);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "fused GRU-family recurrence, forward");

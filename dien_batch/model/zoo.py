@@ -188,9 +188,10 @@ class CTRModel(nn.Module):
     def _gru(self, gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """GRU states over right-padded sequences, zeros at padded steps.
 
-        Training runs the recurrence with the hand-written backward (several times faster than
-        autograd through nn.GRU on CPU); inference runs nn.GRU on packed sequences; export runs it on
-        the padded input (a GRU is causal: states inside each sequence are the same). Same arithmetic.
+        Training, and inference on the CPU, run `cells.recurrence` (the fused kernel where it is built;
+        training through the hand-written backward, several times faster than autograd through nn.GRU);
+        inference elsewhere runs nn.GRU on packed sequences; export runs it on the padded input (a GRU is
+        causal: states inside each sequence are the same). Same arithmetic.
         """
         T = x.shape[1]
         mask = mask.unsqueeze(-1)
@@ -198,7 +199,7 @@ class CTRModel(nn.Module):
             return gru(x)[0] * mask
         if T == 0 or int(lengths.max()) == 0:
             return x.new_zeros(x.shape[0], T, gru.hidden_size)
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or x.device.type == "cpu":
             gx = nn.functional.linear(x, gru.weight_ih_l0, gru.bias_ih_l0)
             _, states = recurrence("gru", gx, gru.weight_hh_l0, gru.bias_hh_l0, lengths, return_states=True)
             return states[:, 0] * mask

@@ -219,7 +219,8 @@ def test_training_and_inference_extractors_agree():
 ])
 def test_fused_mlp_attention_kernel_matches_the_concatenated_form(key_dim, query_dim, hidden, R, K, T):
     """The C++ kernel (inference on the CPU) against the MLP on [q, h, q - h, q * h] in float64, fresh
-    random inputs; a request scored alone gives the same scores as inside a batch (to float rounding: the
+    random inputs and ragged lengths (the kernel skips padded steps and gives them 0; without lengths every
+    step counts); a request scored alone gives the same scores as inside a batch (to float rounding: the
     per-request projections around the kernel are PyTorch GEMMs whose blocking follows the batch)."""
     from dien_batch.model import native
 
@@ -231,13 +232,19 @@ def test_fused_mlp_attention_kernel_matches_the_concatenated_form(key_dim, query
         for p in att.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.5)
     keys, queries = torch.randn(R, T, key_dim, generator=g), torch.randn(R, K, query_dim, generator=g)
+    lengths = torch.randint(0, T + 1, (R,), generator=g)
+    lengths[0] = T
+    valid = (torch.arange(T) < lengths.unsqueeze(1)).unsqueeze(1).expand(R, K, T)
     with torch.inference_mode():
         assert att._fused_kernel(keys) is not None
-        got = att.scores(keys, queries)
-        alone = att.scores(keys[1:2], queries[1:2])
+        every_step = att.scores(keys, queries)
+        got = att.scores(keys, queries, lengths)
+        alone = att.scores(keys[1:2], queries[1:2], lengths[1:2])
         q = att.query(queries).double().unsqueeze(2).expand(R, K, T, key_dim)
         h = keys.double().unsqueeze(1).expand(R, K, T, key_dim)
         naive = copy.deepcopy(att).double()
         want = naive.rest(naive.first(torch.cat([q, h, q - h, q * h], dim=-1))).squeeze(-1)
-    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5)
+    torch.testing.assert_close(every_step.double(), want, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got[valid], every_step[valid], rtol=0, atol=0)
+    assert torch.all(got[~valid] == 0)
     torch.testing.assert_close(alone, got[1:2], rtol=0, atol=1e-6)
