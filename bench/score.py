@@ -80,8 +80,9 @@ def make_data(work: Path, n_requests: int) -> Path:
     lengths = rng.integers(T // 2, T + 1, R)
 
     def lists(values, lens, typ):
+        flat = pa.array(values, typ)  # a chunked array when large (millions of strings)
         return pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)),
-                                        pa.array(values, typ))
+                                        flat.combine_chunks() if isinstance(flat, pa.ChunkedArray) else flat)
 
     cand = rng.integers(2, N_ITEMS, R * K)
     table = pa.table({
@@ -224,7 +225,7 @@ def main() -> None:
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
           f"(1, 5, 15 min; {os.cpu_count()} CPUs); {args.threads} threads", flush=True)
     args.work = args.work / f"requests-{args.requests}"
-    if not (args.work / "features" / "requests").exists():
+    if not (args.work / "dien.onnx").exists():  # make_data's last output: the data is complete
         make_data(args.work, args.requests)
     rates = gemm_rates(args.threads)
     flops = {a: flops_per_pair(a) for a in ("mlp", "bilinear")}
@@ -264,7 +265,7 @@ def main() -> None:
               f"| {ratio(name, 'naive')} |")
     if args.rss_pairs:
         big = args.work / "big"
-        if not (big / "features" / "requests").exists():
+        if not (big / "dien.onnx").exists():
             make_data(big, args.rss_pairs // K)
         cmd = [sys.executable, "-c", "import resource, sys; from dien_batch.cli import main; sys.argv = sys.argv[1:]; "
                "code = 0\ntry: main()\nexcept SystemExit as e: code = e.code\n"
@@ -273,6 +274,8 @@ def main() -> None:
                "--out", str(big / "scores"), "--overwrite", "-q", "--threads", str(args.threads)]
         start = time.perf_counter()
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if out.returncode:
+            print(f"`dien-batch score` failed (exit {out.returncode}): {out.stderr[-800:]}")
         print(f"\n`dien-batch score` on {args.rss_pairs:,} pairs: {out.stdout.strip()} "
               f"({time.perf_counter() - start:.0f} s)")
 

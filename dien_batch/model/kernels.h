@@ -44,7 +44,7 @@ inline float fast_tanh(float x) {  // tanh(x) = 1 - 2 / (exp(2x) + 1), exact to 
 constexpr int kRows = 8;   // rows stepped together: each weight row loaded once per step serves all of them
 constexpr int kLanes = 16;  // outputs per register tile (the padded gate width is a multiple of it)
 
-inline int64_t padded(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
+constexpr int64_t padded(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
 
 // w [out, in] -> w^T [in, padded(out)], zero padded: the layout block_products reads.
 inline torch::Tensor transposed_padded(const torch::Tensor& w) {

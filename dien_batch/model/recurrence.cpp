@@ -24,7 +24,10 @@ namespace {
 
 using namespace dien_kernels;
 
-constexpr int64_t kBlock = 16;  // rows per work item
+// Blocks hold rows longest first, and parallel_for hands each thread a contiguous range of positions:
+// position p takes block p / 2 (even p) or blocks - 1 - p / 2 (odd p), so every range mixes long and
+// short blocks and the threads finish together.
+inline int64_t balanced_block(int64_t p, int64_t blocks) { return p % 2 ? blocks - 1 - p / 2 : p / 2; }
 
 template <int MODE>
 inline float mix(float a, float z) {  // the weight of the candidate n in h' = h + w (n - h)
@@ -78,7 +81,8 @@ void forward_impl(const float* gx, const float* wt, const float* b, const float*
   const int64_t blocks = (R + kRows - 1) / kRows;
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> h(kRows * H), gh(kRows * gp);
-    for (int64_t blk = begin; blk < end; ++blk) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t blk = balanced_block(p, blocks);
       const int n = static_cast<int>(std::min<int64_t>(kRows, R - blk * kRows));
       const int64_t* rows = order.data() + blk * kRows;
       std::fill(h.begin(), h.end(), 0.0f);
@@ -105,44 +109,96 @@ void forward_impl(const float* gx, const float* wt, const float* b, const float*
   });
 }
 
+// dW [G, hp] += dgh^T h_prev and db += dgh over the first `active` rows of a block, in row order; with the
+// width known (HP) a row of dW stays in registers while the rows are added.
+template <int HP>
+inline void outer_accumulate(float* dw, float* db, const float* dgh, const float* hprev, int active, int64_t G,
+                             int64_t hp_size) {
+  const int64_t hp = HP ? HP : hp_size;
+  for (int64_t j = 0; j < G; ++j) {
+    float* dwj = dw + j * hp;
+    float acc[HP ? HP : 1];
+    if constexpr (HP) {
+#pragma omp simd
+      for (int k = 0; k < HP; ++k) acc[k] = dwj[k];
+    }
+    float bsum = db[j];
+    for (int r = 0; r < active; ++r) {
+      const float gj = dgh[r * G + j];
+      const float* hpr = hprev + r * hp;
+      if constexpr (HP) {
+#pragma omp simd
+        for (int k = 0; k < HP; ++k) acc[k] += gj * hpr[k];
+      } else {
+#pragma omp simd
+        for (int64_t k = 0; k < hp; ++k) dwj[k] += gj * hpr[k];
+      }
+      bsum += gj;
+    }
+    if constexpr (HP) {
+#pragma omp simd
+      for (int k = 0; k < HP; ++k) dwj[k] = acc[k];
+    }
+    db[j] = bsum;
+  }
+}
+
 // BPTT for K = 1. grad_states [R, T, H] (may be null) is the gradient of the state after each step
-// (past a row's length the state is its final state); grad_final [R, H]. Accumulates dW [G, H] and db
-// [G] per work item, then sums them.
-template <int MODE>
-void backward_impl(const float* w_hh, const float* att, const int64_t* len, const float* states, const float* saved,
+// (past a row's length the state is its final state); grad_final [R, H]. Blocked like the forward: rows
+// longest first, kRows at a time, one register-tiled product per step for dh_prev += dgh W_hh over the
+// block (W_hh given zero padded as [G, hp]); dW and db accumulate per block and are summed in block order,
+// so the gradients do not depend on the thread count.
+template <int MODE, int HC>
+void backward_impl(const float* w_pad, const float* att, const int64_t* len, const float* states, const float* saved,
                    const float* grad_final, const float* grad_states, float* dgx, float* datt, float* dw, float* db,
-                   int64_t R, int64_t T, int64_t H) {
+                   int64_t R, int64_t T, int64_t h_size, int64_t hp) {
+  const int64_t H = HC ? HC : h_size;
   const int64_t G = 3 * H;
-  const int64_t chunks = (R + kBlock - 1) / kBlock;
-  std::vector<std::vector<float>> dw_parts(chunks), db_parts(chunks);
-  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<float> dh(H), dh_prev(H), dgh(G), zeros(H, 0.0f);
-    for (int64_t c = c0; c < c1; ++c) {
-      std::vector<float>& dwc = dw_parts[c];
-      std::vector<float>& dbc = db_parts[c];
-      dwc.assign(G * H, 0.0f);
-      dbc.assign(G, 0.0f);
-      for (int64_t row = c * kBlock; row < std::min(R, (c + 1) * kBlock); ++row) {
-        const int64_t L = std::min<int64_t>(std::max<int64_t>(len[row], 0), T);
-        for (int64_t k = 0; k < H; ++k) dh[k] = grad_final[row * H + k];
+  auto steps = [&](int64_t row) { return std::min<int64_t>(std::max<int64_t>(len[row], 0), T); };
+  std::vector<int64_t> order(R);
+  for (int64_t i = 0; i < R; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return steps(x) > steps(y); });
+  const int64_t blocks = (R + kRows - 1) / kRows;
+  std::vector<float> dw_parts(blocks * G * hp, 0.0f), db_parts(blocks * G, 0.0f), zero_bias(hp, 0.0f);
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> dh(kRows * H), dgh(kRows * G), dh_prev(kRows * hp), hprev(kRows * hp);
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t blk = balanced_block(p, blocks);
+      const int n = static_cast<int>(std::min<int64_t>(kRows, R - blk * kRows));
+      const int64_t* rows = order.data() + blk * kRows;
+      float* dwb = dw_parts.data() + blk * G * hp;
+      float* dbb = db_parts.data() + blk * G;
+      std::fill(dgh.begin(), dgh.end(), 0.0f);
+      std::fill(hprev.begin(), hprev.end(), 0.0f);
+      for (int r = 0; r < n; ++r) {
+        const int64_t row = rows[r], L = steps(row);
+        float* d = dh.data() + r * H;
+        for (int64_t k = 0; k < H; ++k) d[k] = grad_final[row * H + k];
         if (grad_states && L > 0)  // the states after steps L-1 .. T-1 are all the final state
           for (int64_t t = L - 1; t < T; ++t)
-            for (int64_t k = 0; k < H; ++k) dh[k] += grad_states[(row * T + t) * H + k];
-        for (int64_t t = L - 1; t >= 0; --t) {
+            for (int64_t k = 0; k < H; ++k) d[k] += grad_states[(row * T + t) * H + k];
+      }
+      const int64_t longest = n ? steps(rows[0]) : 0;
+      for (int64_t t = longest - 1; t >= 0; --t) {
+        int active = 0;  // sorted: rows 0 .. active-1 are still inside their length at t
+        while (active < n && t < steps(rows[active])) ++active;
+        for (int r = 0; r < active; ++r) {
+          const int64_t row = rows[r];
           const float* s = saved + (row * T + t) * 5 * H;
-          const float* r = s;
-          const float* z = s + H;
-          const float* n = s + 2 * H;
-          const float* ghn = s + 3 * H;
-          const float* w = s + 4 * H;
-          const float* hp = t > 0 ? states + (row * T + t - 1) * H : zeros.data();
+          const float *rg = s, *z = s + H, *nn = s + 2 * H, *ghn = s + 3 * H, *w = s + 4 * H;
+          float* hpr = hprev.data() + r * hp;
+          if (t > 0) std::copy(states + (row * T + t - 1) * H, states + (row * T + t) * H, hpr);
+          else std::fill(hpr, hpr + H, 0.0f);
           const float a = att ? att[row * T + t] : 0.0f;
           float* dx = dgx + (row * T + t) * G;
+          float* g_h = dgh.data() + r * G;
+          float* d = dh.data() + r * H;
           float da = 0.0f;
+#pragma omp simd reduction(+ : da)
           for (int64_t k = 0; k < H; ++k) {
-            const float g = dh[k];
-            const float dmix = g * (n[k] - hp[k]);
-            const float dpre_n = g * w[k] * (1.0f - n[k] * n[k]);
+            const float g = d[k];
+            const float dmix = g * (nn[k] - hpr[k]);
+            const float dpre_n = g * w[k] * (1.0f - nn[k] * nn[k]);
             float dz = 0.0f;
             if constexpr (MODE == 0) {
               dz = -dmix;
@@ -156,39 +212,38 @@ void backward_impl(const float* w_hh, const float* att, const int64_t* len, cons
               da += z[k] * dmix;
             }
             const float dpre_z = dz * z[k] * (1.0f - z[k]);
-            const float dpre_r = dpre_n * ghn[k] * r[k] * (1.0f - r[k]);
+            const float dpre_r = dpre_n * ghn[k] * rg[k] * (1.0f - rg[k]);
             dx[k] = dpre_r;
             dx[H + k] = dpre_z;
             dx[2 * H + k] = dpre_n;
-            dgh[k] = dpre_r;
-            dgh[H + k] = dpre_z;
-            dgh[2 * H + k] = dpre_n * r[k];
-            dh_prev[k] = g * (1.0f - w[k]);
+            g_h[k] = dpre_r;
+            g_h[H + k] = dpre_z;
+            g_h[2 * H + k] = dpre_n * rg[k];
+            d[k] = g * (1.0f - w[k]);  // the direct path to h_{t-1}; the W_hh path is added below
           }
           if (datt) datt[row * T + t] = da;
-          for (int64_t j = 0; j < G; ++j) {  // dh_prev += dgh W; dW += dgh^T h_prev; db += dgh
-            const float d = dgh[j];
-            const float* wj = w_hh + j * H;
-            float* dwj = dwc.data() + j * H;
+        }
+        for (int r = active; r < kRows; ++r) std::fill(dgh.begin() + r * G, dgh.begin() + (r + 1) * G, 0.0f);
+        block_products<HC ? 3 * HC : 0>(dgh.data(), w_pad, zero_bias.data(), dh_prev.data(), G, hp);
+        outer_accumulate<HC ? padded(HC) : 0>(dwb, dbb, dgh.data(), hprev.data(), active, G, hp);
+        for (int r = 0; r < active; ++r) {
+          const int64_t row = rows[r];
+          float* d = dh.data() + r * H;
+          const float* p = dh_prev.data() + r * hp;
+          const float* gs = grad_states && t > 0 ? grad_states + (row * T + t - 1) * H : nullptr;
 #pragma omp simd
-            for (int64_t k = 0; k < H; ++k) {
-              dh_prev[k] += d * wj[k];
-              dwj[k] += d * hp[k];
-            }
-            dbc[j] += d;
-          }
-          for (int64_t k = 0; k < H; ++k)
-            dh[k] = dh_prev[k] + (grad_states && t > 0 ? grad_states[(row * T + t - 1) * H + k] : 0.0f);
+          for (int64_t k = 0; k < H; ++k) d[k] += p[k] + (gs ? gs[k] : 0.0f);
         }
       }
     }
   });
   std::fill(dw, dw + G * H, 0.0f);
   std::fill(db, db + G, 0.0f);
-  for (int64_t c = 0; c < chunks; ++c) {  // a fixed order: the same sums whatever the thread count
-    for (int64_t i = 0; i < G * H; ++i) dw[i] += dw_parts[c][i];
-    for (int64_t i = 0; i < G; ++i) db[i] += db_parts[c][i];
-  }
+  for (int64_t b = 0; b < blocks; ++b)  // a fixed order: the same sums whatever the thread count
+    for (int64_t j = 0; j < G; ++j) {
+      for (int64_t k = 0; k < H; ++k) dw[j * H + k] += dw_parts[(b * G + j) * hp + k];
+      db[j] += db_parts[b * G + j];
+    }
 }
 
 template <typename F>
@@ -253,12 +308,15 @@ std::vector<torch::Tensor> backward(torch::Tensor grad_final, torch::Tensor grad
   auto datt = has_att ? torch::zeros({R, T}, opts) : torch::empty({0}, opts);
   auto dw = torch::empty({G, H}, opts);
   auto db = torch::empty({G}, opts);
+  const int64_t hp = padded(H);  // W_hh [G, H] zero padded to [G, hp]: the layout block_products reads
+  auto w_pad = transposed_padded(w_hh.t());
   dispatch(mode, [&](auto m) {
-    backward_impl<decltype(m)::value>(w_hh.data_ptr<float>(), has_att ? att.data_ptr<float>() : nullptr,
-                                      lengths.data_ptr<int64_t>(), states.data_ptr<float>(), saved.data_ptr<float>(),
-                                      grad_final.data_ptr<float>(), has_gs ? grad_states.data_ptr<float>() : nullptr,
-                                      dgx.data_ptr<float>(), has_att ? datt.data_ptr<float>() : nullptr,
-                                      dw.data_ptr<float>(), db.data_ptr<float>(), R, T, H);
+    constexpr int MODE = decltype(m)::value;
+    auto run = H == 36 ? backward_impl<MODE, 36> : backward_impl<MODE, 0>;
+    run(w_pad.data_ptr<float>(), has_att ? att.data_ptr<float>() : nullptr, lengths.data_ptr<int64_t>(),
+        states.data_ptr<float>(), saved.data_ptr<float>(), grad_final.data_ptr<float>(),
+        has_gs ? grad_states.data_ptr<float>() : nullptr, dgx.data_ptr<float>(),
+        has_att ? datt.data_ptr<float>() : nullptr, dw.data_ptr<float>(), db.data_ptr<float>(), R, T, H, hp);
   });
   return {dgx, dw, db, datt};
 }
