@@ -37,33 +37,43 @@ inline float mix(float a, float z) {  // the weight of the candidate n in h' = h
   else return 1.0f - (1.0f - a) * z;
 }
 
-// The gates of one row from its gh, updating h in place (each output reads only its own h[j]). Writes
-// r, z, n, gh_n, w (5 H floats) to `saved` when it is not null, for the backward pass.
-template <int MODE, int HC>
-inline void gates_row(const float* gx, const float* gh, float a, float* h, float* saved, int64_t h_size) {
-  const int64_t H = HC ? HC : h_size;
-  if (!saved) {
+// Gates and new state for units j0 .. j0 + width of one row (width = W when W > 0): reads h[j], writes
+// h_new[j] (h_new may be h: each unit reads only its own h[j]) and, if `saved` is not null, r, z, n, gh_n, w
+// (5 H floats) for the backward pass.
+template <int MODE, int W>
+inline void gate_units(const float* gx, const float* gh, float a, const float* h, float* h_new, float* saved,
+                       int64_t H, int64_t j0, int64_t width) {
+  const int64_t count = W ? W : width;
 #pragma omp simd
-    for (int64_t j = 0; j < H; ++j) {
-      const float r = sigmoid(gx[j] + gh[j]);
-      const float z = sigmoid(gx[H + j] + gh[H + j]);
-      const float n = fast_tanh(gx[2 * H + j] + r * gh[2 * H + j]);
-      h[j] += mix<MODE>(a, z) * (n - h[j]);
-    }
-    return;
-  }
-#pragma omp simd
-  for (int64_t j = 0; j < H; ++j) {
+  for (int64_t jj = 0; jj < count; ++jj) {
+    const int64_t j = j0 + jj;
     const float r = sigmoid(gx[j] + gh[j]);
     const float z = sigmoid(gx[H + j] + gh[H + j]);
     const float n = fast_tanh(gx[2 * H + j] + r * gh[2 * H + j]);
     const float w = mix<MODE>(a, z);
-    h[j] += w * (n - h[j]);
-    saved[j] = r;
-    saved[H + j] = z;
-    saved[2 * H + j] = n;
-    saved[3 * H + j] = gh[2 * H + j];
-    saved[4 * H + j] = w;
+    h_new[j] = h[j] + w * (n - h[j]);
+    if (saved) {
+      saved[j] = r;
+      saved[H + j] = z;
+      saved[2 * H + j] = n;
+      saved[3 * H + j] = gh[2 * H + j];
+      saved[4 * H + j] = w;
+    }
+  }
+}
+
+// The gates of one row from its gh, updating h. With H known and at least kLanes, in whole vectors: the
+// last one ends at H and overlaps the one before (those units computed twice from the same old h, into a
+// separate buffer), so no unit is left to a scalar remainder loop.
+template <int MODE, int HC>
+inline void gates_row(const float* gx, const float* gh, float a, float* h, float* saved, int64_t h_size) {
+  if constexpr (HC >= kLanes) {
+    float h_new[HC];
+    for (int64_t c = 0; c < HC; c += kLanes)
+      gate_units<MODE, kLanes>(gx, gh, a, h, h_new, saved, HC, std::min<int64_t>(c, HC - kLanes), kLanes);
+    std::copy(h_new, h_new + HC, h);
+  } else {
+    gate_units<MODE, 0>(gx, gh, a, h, h, saved, h_size, 0, h_size);
   }
 }
 
