@@ -2,7 +2,8 @@
 
 Same requests (T = 100 history, 50 candidates per request), same DIEN sizes (embeddings 18, GRU 36,
 MLP 200-80, attention MLP 80-40 as DeepCTR-Torch has it; the paper's bilinear attention as an extra
-row). Every implementation runs in its own process (so peak RSS is its own), `--repeats` times, and
+row). Every implementation runs in its own process (so peak RSS is its own), `--repeats` rounds of all
+of them in turn (so a drift in the machine's speed hits every row alike), and
 scores the first 20 requests once before its clock starts (loading, first allocations); the table gives
 the best and the median. DeepCTR-Torch at its fastest correct setting (`predict` without
 negative sampling, the best of a batch-size sweep) and, labelled apart, the setting its DIEN example
@@ -39,8 +40,9 @@ WARM_UP = 20  # requests scored once, untimed, by every implementation
 N_USERS, N_ITEMS, N_CATS = 50_000, 200_000, 2_000
 
 
-def flops_per_pair(attention: str = "mlp") -> dict:
-    """Multiply-adds x 2 for one scored pair: the user side shared by K candidates, the rest per pair."""
+def flops_per_pair(attention: str = "mlp", T: float = T) -> dict:
+    """Multiply-adds x 2 for one scored pair with T history steps (the useful work: padding excluded), the
+    user side shared by K candidates, the rest per pair."""
     gru = T * (2 * 2 * E * 3 * H + 2 * H * 3 * H)  # extractor: input and recurrent products per step
     projection = T * 2 * H * 3 * H  # AUGRU input projection of the states
     if attention == "mlp":  # q = PReLU(Dense(e_a)); first layer's h part per request, q*h part per pair-step
@@ -228,26 +230,30 @@ def main() -> None:
     if not (args.work / "dien.onnx").exists():  # make_data's last output: the data is complete
         make_data(args.work, args.requests)
     rates = gemm_rates(args.threads)
-    flops = {a: flops_per_pair(a) for a in ("mlp", "bilinear")}
+    lengths = pq.read_table(args.work / "features" / "requests", columns=["hist_len"])["hist_len"]
+    steps = float(lengths.to_numpy().mean())
+    flops = {a: flops_per_pair(a, steps) for a in ("mlp", "bilinear")}
     for a, f in flops.items():
-        print(f"{a} attention: {f['total'] / 1e6:.2f} MFLOP per pair (user side {f['shared'] / 1e6:.2f} MFLOP per "
-              f"request shared by {K} candidates; {f['per_pair'] / 1e6:.2f} per pair)", flush=True)
+        print(f"{a} attention, mean history {steps:.1f} steps: {f['total'] / 1e6:.2f} MFLOP per pair (user side "
+              f"{f['shared'] / 1e6:.2f} MFLOP per request shared by {K} candidates; "
+              f"{f['per_pair'] / 1e6:.2f} per pair)", flush=True)
     print(f"fp32 GEMM here: square {rates['square'] / 1e9:.0f} GFLOP/s, DIEN-shaped skinny "
           f"{rates['skinny'] / 1e9:.0f} GFLOP/s", flush=True)
-    results = {}
-    for name in args.engines:
-        runs = []
-        for _ in range(args.repeats):
+    results: dict[str, list[dict]] = {}
+    failed: set[str] = set()
+    for repeat in range(args.repeats):  # round robin: a drift in the machine's speed hits every row alike
+        for name in args.engines:
+            if name in failed:
+                continue
             env = dict(os.environ, **({"DIEN_BATCH_FUSED": "0"} if name == "torch-loops" else {}))
             out = subprocess.run([sys.executable, __file__, "--child", name, "--work", str(args.work), "--threads",
                                   str(args.threads)], capture_output=True, text=True, cwd=ROOT, env=env)
             if out.returncode:
                 print(f"{name} failed: {out.stderr[-800:]}", flush=True)
-                break
-            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        if runs:
-            results[name] = runs
-            print(name, [round(r["pairs_per_s"]) for r in runs], flush=True)
+                failed.add(name)
+                continue
+            results.setdefault(name, []).append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"round {repeat + 1}: {name} {results[name][-1]['pairs_per_s']:,.0f} pairs/s", flush=True)
     best = {n: max(r["pairs_per_s"] for r in runs) for n, runs in results.items()}
 
     def ratio(name: str, other: str) -> str:

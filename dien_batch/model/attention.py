@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import native
 from .layers import PReLU, masked_softmax
 
 
@@ -65,7 +66,8 @@ class MLPAttention(nn.Module):
         q = self.query(queries) if self.query is not None else queries  # [R, K, D]
         w_q, w_h, w_d, w_p = self.first.weight.chunk(4, dim=1)
         key_part, query_part = self.key_part(keys), q @ (w_q + w_d).T  # [R, T, hidden], [R, K, hidden]
-        kernel = self._fused_kernel(keys)
+        kernel = (native.inference_kernel("mlp_attention_scores", keys, self.first.weight)
+                  if len(self.rest) == 4 else None)  # the kernel has the default two hidden layers
         if kernel is not None:  # inference on the CPU: the C++ kernel, no [R, K, T, hidden] tensor
             second, last = self.rest[1], self.rest[3]
             steps = torch.full((keys.shape[0],), keys.shape[1]) if lengths is None else lengths.to(torch.long)
@@ -75,16 +77,6 @@ class MLPAttention(nn.Module):
         first = (key_part.unsqueeze(1) + query_part.unsqueeze(2)  # [R, 1, T, hidden] + [R, K, 1, hidden]
                  + (q.unsqueeze(2) * keys.unsqueeze(1)) @ w_p.T)  # [R, K, T, hidden]
         return self.rest(first).squeeze(-1)
-
-    def _fused_kernel(self, keys: torch.Tensor):
-        """The fused CPU kernel where it applies: fp32 on the CPU, no gradient, not being traced for export,
-        the default two hidden layers; else None (the PyTorch path in `scores`, the same arithmetic)."""
-        if (keys.device.type != "cpu" or keys.dtype != torch.float32 or len(self.rest) != 4
-                or torch.jit.is_tracing() or (torch.is_grad_enabled() and self.first.weight.requires_grad)):
-            return None
-        from . import native
-
-        return getattr(native.extension(), "mlp_attention_scores", None)
 
     def forward(self, keys: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return normalise(self.scores(keys, queries, mask.sum(-1)), mask, self.norm)

@@ -1,5 +1,5 @@
 """The fused CPU kernels (`recurrence.cpp`: the GRU family's recurrence; `attention.cpp`: the attention MLP's
-scores; shared pieces in `kernels.h`), compiled on first use and cached.
+scores; `activations.cpp`: Dice at inference; shared pieces in `kernels.h`), compiled on first use and cached.
 
 Built with PyTorch's C++ extension tooling (the C++ compiler and ninja that `make setup` installs) into
 `TORCH_EXTENSIONS_DIR` (default ~/.cache/torch_extensions), once per machine and PyTorch version;
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SOURCES = [HERE / "recurrence.cpp", HERE / "attention.cpp"]
+SOURCES = [HERE / "recurrence.cpp", HERE / "attention.cpp", HERE / "activations.cpp"]
 HEADER = HERE / "kernels.h"
 _state: dict = {}
 
@@ -49,6 +49,18 @@ def extension():
               file=sys.stderr)
     _state["module"] = module
     return module
+
+
+def inference_kernel(name: str, x, *parameters):
+    """The fused kernel `name` where an inference-only kernel applies to input x: fp32 on the CPU, no gradient
+    wanted for the parameters, not being traced for export, the extension built; else None (the caller's
+    PyTorch code, the same arithmetic)."""
+    import torch
+
+    if (x.device.type != "cpu" or x.dtype != torch.float32 or torch.jit.is_tracing()
+            or (torch.is_grad_enabled() and any(p.requires_grad for p in parameters))):
+        return None
+    return getattr(extension(), name, None)
 
 
 if __name__ == "__main__":  # `python -m dien_batch.model.native`: build (or report) ahead of time

@@ -336,8 +336,12 @@ torch::Tensor mlp_attention_scores(torch::Tensor keys, torch::Tensor queries, to
                                    torch::Tensor query_part, torch::Tensor w_p, torch::Tensor w_2, torch::Tensor b_2,
                                    torch::Tensor w_3, double b_3, torch::Tensor lengths);
 
+// activations.cpp
+torch::Tensor dice_inference(torch::Tensor x, torch::Tensor scale, torch::Tensor shift, torch::Tensor alpha);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "fused GRU-family recurrence, forward");
   m.def("backward", &backward, "fused GRU-family recurrence, BPTT");
   m.def("mlp_attention_scores", &mlp_attention_scores, "the attention MLP's scores, fused (inference)");
+  m.def("dice_inference", &dice_inference, "Dice with running statistics, fused (inference)");
 }

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dien_batch.model import batches, store
+from dien_batch.model import batches, native, store
 from dien_batch.model.attention import BilinearAttention, MLPAttention
 from dien_batch.model.aux_loss import AuxiliaryLoss
 from dien_batch.model.zoo import MODELS, CTRModel, ModelConfig
@@ -222,8 +222,6 @@ def test_fused_mlp_attention_kernel_matches_the_concatenated_form(key_dim, query
     random inputs and ragged lengths (the kernel skips padded steps and gives them 0; without lengths every
     step counts); a request scored alone gives the same scores as inside a batch (to float rounding: the
     per-request projections around the kernel are PyTorch GEMMs whose blocking follows the batch)."""
-    from dien_batch.model import native
-
     if native.extension() is None:
         pytest.skip("the fused CPU kernels could not be built")
     g = torch.Generator().manual_seed(key_dim * 1000 + R * 100 + T)
@@ -236,7 +234,7 @@ def test_fused_mlp_attention_kernel_matches_the_concatenated_form(key_dim, query
     lengths[0] = T
     valid = (torch.arange(T) < lengths.unsqueeze(1)).unsqueeze(1).expand(R, K, T)
     with torch.inference_mode():
-        assert att._fused_kernel(keys) is not None
+        assert native.inference_kernel("mlp_attention_scores", keys, att.first.weight) is not None
         every_step = att.scores(keys, queries)
         got = att.scores(keys, queries, lengths)
         alone = att.scores(keys[1:2], queries[1:2], lengths[1:2])
@@ -248,3 +246,27 @@ def test_fused_mlp_attention_kernel_matches_the_concatenated_form(key_dim, query
     torch.testing.assert_close(got[valid], every_step[valid], rtol=0, atol=0)
     assert torch.all(got[~valid] == 0)
     torch.testing.assert_close(alone, got[1:2], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(3, 7, 200), (5, 80), (2, 1, 13)])
+def test_fused_dice_kernel_matches_the_formula(shape):
+    """Dice at inference through the C++ kernel against p = sigmoid((x - mean) / sqrt(var + eps)),
+    p x + (1 - p) alpha x in float64, fresh random statistics, alpha and inputs."""
+    from dien_batch.model.layers import Dice
+
+    if native.extension() is None:
+        pytest.skip("the fused CPU kernels could not be built")
+    g = torch.Generator().manual_seed(shape[-1])
+    dice = Dice(shape[-1]).eval()
+    with torch.no_grad():
+        dice.bn.running_mean.copy_(torch.randn(shape[-1], generator=g))
+        dice.bn.running_var.copy_(torch.rand(shape[-1], generator=g) * 3 + 0.01)
+        dice.alpha.copy_(torch.randn(shape[-1], generator=g))
+    x = torch.randn(shape, generator=g) * 2
+    with torch.inference_mode():
+        assert native.inference_kernel("dice_inference", x, dice.alpha) is not None
+        got = dice(x)
+    xd, bn = x.double(), dice.bn
+    p = torch.sigmoid((xd - bn.running_mean.double()) / torch.sqrt(bn.running_var.double() + bn.eps))
+    want = p * xd + (1 - p) * dice.alpha.detach().double() * xd
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
