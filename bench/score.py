@@ -35,6 +35,8 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rounds import run_rounds  # noqa: E402
+
 T, K, H, E = 100, 50, 36, 18
 WARM_UP = 20  # requests scored once, untimed, by every implementation
 N_USERS, N_ITEMS, N_CATS = 50_000, 200_000, 2_000
@@ -239,21 +241,11 @@ def main() -> None:
               f"{f['per_pair'] / 1e6:.2f} per pair)", flush=True)
     print(f"fp32 GEMM here: square {rates['square'] / 1e9:.0f} GFLOP/s, DIEN-shaped skinny "
           f"{rates['skinny'] / 1e9:.0f} GFLOP/s", flush=True)
-    results: dict[str, list[dict]] = {}
-    failed: set[str] = set()
-    for repeat in range(args.repeats):  # round robin: a drift in the machine's speed hits every row alike
-        for name in args.engines:
-            if name in failed:
-                continue
-            env = dict(os.environ, **({"DIEN_BATCH_FUSED": "0"} if name == "torch-loops" else {}))
-            out = subprocess.run([sys.executable, __file__, "--child", name, "--work", str(args.work), "--threads",
-                                  str(args.threads)], capture_output=True, text=True, cwd=ROOT, env=env)
-            if out.returncode:
-                print(f"{name} failed: {out.stderr[-800:]}", flush=True)
-                failed.add(name)
-                continue
-            results.setdefault(name, []).append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"round {repeat + 1}: {name} {results[name][-1]['pairs_per_s']:,.0f} pairs/s", flush=True)
+    results = run_rounds(
+        args.engines, args.repeats,
+        lambda name: [__file__, "--child", name, "--work", str(args.work), "--threads", str(args.threads)], ROOT,
+        env=lambda name: dict(os.environ, **({"DIEN_BATCH_FUSED": "0"} if name == "torch-loops" else {})),
+        rate="pairs_per_s")
     best = {n: max(r["pairs_per_s"] for r in runs) for n, runs in results.items()}
 
     def ratio(name: str, other: str) -> str:
@@ -270,7 +262,7 @@ def main() -> None:
               f"| {max(r['peak_rss_mb'] for r in runs):,.0f} | {ratio(name, 'deepctr-fast')} "
               f"| {ratio(name, 'naive')} |")
     if args.rss_pairs:
-        big = args.work / "big"
+        big = args.work / f"pairs-{args.rss_pairs}"
         if not (big / "dien.onnx").exists():
             make_data(big, args.rss_pairs // K)
         cmd = [sys.executable, "-c", "import resource, sys; from dien_batch.cli import main; sys.argv = sys.argv[1:]; "

@@ -3,7 +3,8 @@
 Same samples (a build-features output on synth, T up to 100), same epochs, batch size 128, Adam 1e-3,
 both with the auxiliary loss; dien-batch at its defaults (the fused C++ recurrence), DeepCTR-Torch
 0.3.0's DIEN (AUGRU, negative sampling on, its MLP attention 80-40, DNN 200-80). Each implementation
-runs in its own process, `--repeats` times (best and median samples/s of the training loop alone),
+runs in its own process, `--repeats` rounds of all of them in turn (best and median samples/s of the
+training loop alone),
 dien-batch at 1 and at 2 threads; test AUC after the last epoch on the same test set. The load average
 is printed first: run it on an otherwise idle machine.
 
@@ -28,6 +29,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from rounds import run_rounds  # noqa: E402
 
 from dien_batch.evaluation.metrics import auc  # noqa: E402
 from dien_batch.model import batches  # noqa: E402
@@ -163,18 +166,9 @@ def main() -> None:
     lengths = train.column("hist_len").to_numpy()
     print(f"{train.num_rows:,} training samples (mean history {lengths.mean():.1f}, max {lengths.max()}), "
           f"{args.epochs} epoch(s), batch {BATCH}", flush=True)
-    results = {}
-    for name in args.runs:
-        results[name] = []
-        for _ in range(args.repeats):
-            out = subprocess.run([sys.executable, __file__, "--child", name, "--features", str(features),
-                                  "--samples", str(args.samples), "--epochs", str(args.epochs)],
-                                 capture_output=True, text=True, cwd=ROOT)
-            if out.returncode:
-                print(f"{name} failed: {out.stderr[-800:]}", flush=True)
-                break
-            results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(name, results[name], flush=True)
+    results = run_rounds(args.runs, args.repeats,
+                         lambda name: [__file__, "--child", name, "--features", str(features), "--samples",
+                                       str(args.samples), "--epochs", str(args.epochs)], ROOT, rate="samples_per_s")
     base = max((r["samples_per_s"] for r in results.get("deepctr", [])), default=None)
     print("\n| implementation | samples/s best | median | vs DeepCTR-Torch | test AUC after the last epoch |")
     print("|---|---:|---:|---:|---:|")

@@ -1,0 +1,31 @@
+"""Run benchmark children round robin: every implementation once per round, each in its own process, so
+that a drift in the machine's speed (this VM's moves by ±15% within minutes) hits every row alike."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+
+def run_rounds(names: list[str], repeats: int, command: Callable[[str], list[str]], cwd: Path,
+               env: Callable[[str], dict | None] = lambda name: None, rate: str = "") -> dict[str, list[dict]]:
+    """{name: [the JSON each child printed last, one per round]}; a child that fails is reported and dropped."""
+    results: dict[str, list[dict]] = {}
+    failed: set[str] = set()
+    for repeat in range(repeats):
+        for name in names:
+            if name in failed:
+                continue
+            out = subprocess.run([sys.executable, *command(name)], capture_output=True, text=True, cwd=cwd,
+                                 env=env(name))
+            if out.returncode:
+                print(f"{name} failed: {out.stderr[-800:]}", flush=True)
+                failed.add(name)
+                continue
+            results.setdefault(name, []).append(json.loads(out.stdout.strip().splitlines()[-1]))
+            shown = f" {results[name][-1][rate]:,.0f} {rate}" if rate else ""
+            print(f"round {repeat + 1}: {name}{shown}", flush=True)
+    return results
