@@ -140,19 +140,22 @@ def run_engine(name: str, work: Path, threads: int) -> dict:
         score_table(engine, table, 512)
     elif name == "naive":  # every pair carries its own copy of the history through the whole model
         model, _ = store.load(work / "model")
+
+        def per_pair(part):
+            r = request_inputs(part)
+            n = len(r["user"])
+            model({"user": torch.from_numpy(r["user"]).repeat_interleave(K),
+                   "hist_item": torch.from_numpy(r["hist_item"]).repeat_interleave(K, 0),
+                   "hist_cat": torch.from_numpy(r["hist_cat"]).repeat_interleave(K, 0),
+                   "hist_len": torch.from_numpy(r["hist_len"]).repeat_interleave(K),
+                   "item": torch.from_numpy(r["cand_item"]).reshape(n * K),
+                   "cat": torch.from_numpy(r["cand_cat"]).reshape(n * K)})
+
         with torch.inference_mode():
-            for i in range(-WARM_UP, table.num_rows, 20):
-                if i == 0:
-                    start = time.perf_counter()
-                r = request_inputs(warm if i < 0 else table.slice(i, 20))
-                n = len(r["user"])
-                batch = {"user": torch.from_numpy(r["user"]).repeat_interleave(K),
-                         "hist_item": torch.from_numpy(r["hist_item"]).repeat_interleave(K, 0),
-                         "hist_cat": torch.from_numpy(r["hist_cat"]).repeat_interleave(K, 0),
-                         "hist_len": torch.from_numpy(r["hist_len"]).repeat_interleave(K),
-                         "item": torch.from_numpy(r["cand_item"]).reshape(n * K),
-                         "cat": torch.from_numpy(r["cand_cat"]).reshape(n * K)}
-                model(batch)
+            per_pair(warm)
+            start = time.perf_counter()
+            for i in range(0, table.num_rows, 20):
+                per_pair(table.slice(i, 20))
     elif name.startswith("deepctr"):
         from deepctr_torch.inputs import DenseFeat, SparseFeat, VarLenSparseFeat
         from deepctr_torch.models import DIEN

@@ -47,7 +47,7 @@ torch::Tensor mlp_attention_scores(torch::Tensor keys, torch::Tensor queries, to
       const int64_t r = pair / K;
       const float* qk = q + pair * D;
       const float* qpk = qp + pair * A1;
-      const int64_t steps = std::min<int64_t>(std::max<int64_t>(len[r], 0), T);
+      const int64_t steps = clamped_steps(len[r], T);
       std::fill(out + pair * T + steps, out + (pair + 1) * T, 0.0f);
       for (int64_t t0 = 0; t0 < steps; t0 += kRows) {
         const int n = static_cast<int>(std::min<int64_t>(kRows, steps - t0));

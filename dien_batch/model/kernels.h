@@ -46,6 +46,9 @@ constexpr int kLanes = 16;  // outputs per register tile (the padded gate width 
 
 constexpr int64_t padded(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
 
+// A row's history length as a step count in [0, T].
+inline int64_t clamped_steps(int64_t length, int64_t T) { return std::min<int64_t>(std::max<int64_t>(length, 0), T); }
+
 // w [out, in] -> w^T [in, padded(out)], zero padded: the layout block_products reads.
 inline torch::Tensor transposed_padded(const torch::Tensor& w) {
   auto out = torch::zeros({w.size(1), padded(w.size(0))}, w.options());

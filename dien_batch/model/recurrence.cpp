@@ -29,6 +29,16 @@ using namespace dien_kernels;
 // short blocks and the threads finish together.
 inline int64_t balanced_block(int64_t p, int64_t blocks) { return p % 2 ? blocks - 1 - p / 2 : p / 2; }
 
+// Row indices 0 .. R-1 longest first (a stable sort by steps(row)), so the rows of a block share most of
+// their steps; forward and BPTT take them kRows at a time.
+template <typename Steps>
+std::vector<int64_t> longest_first(int64_t R, Steps steps) {
+  std::vector<int64_t> order(R);
+  for (int64_t i = 0; i < R; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return steps(x) > steps(y); });
+  return order;
+}
+
 template <int MODE>
 inline float mix(float a, float z) {  // the weight of the candidate n in h' = h + w (n - h)
   if constexpr (MODE == 0) return 1.0f - z;
@@ -84,10 +94,8 @@ void forward_impl(const float* gx, const float* wt, const float* b, const float*
                   float* final_h, float* states, float* saved, int64_t R, int64_t K, int64_t T, int64_t H,
                   int64_t gp) {
   const int64_t G = 3 * H;  // R = requests x K rows
-  auto steps = [&](int64_t row) { return std::min<int64_t>(std::max<int64_t>(len[row / K], 0), T); };
-  std::vector<int64_t> order(R);
-  for (int64_t i = 0; i < R; ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return steps(x) > steps(y); });
+  auto steps = [&](int64_t row) { return clamped_steps(len[row / K], T); };
+  const std::vector<int64_t> order = longest_first(R, steps);
   const int64_t blocks = (R + kRows - 1) / kRows;
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> h(kRows * H), gh(kRows * gp);
@@ -164,10 +172,8 @@ void backward_impl(const float* w_pad, const float* att, const int64_t* len, con
                    int64_t R, int64_t T, int64_t h_size, int64_t hp) {
   const int64_t H = HC ? HC : h_size;
   const int64_t G = 3 * H;
-  auto steps = [&](int64_t row) { return std::min<int64_t>(std::max<int64_t>(len[row], 0), T); };
-  std::vector<int64_t> order(R);
-  for (int64_t i = 0; i < R; ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return steps(x) > steps(y); });
+  auto steps = [&](int64_t row) { return clamped_steps(len[row], T); };
+  const std::vector<int64_t> order = longest_first(R, steps);
   const int64_t blocks = (R + kRows - 1) / kRows;
   std::vector<float> dw_parts(blocks * G * hp, 0.0f), db_parts(blocks * G, 0.0f), zero_bias(hp, 0.0f);
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
