@@ -7,7 +7,11 @@ negative target per positive, and one auxiliary negative per history position (u
 clicked item), and write Parquet (zstd). Our job additionally quarantines bad rows, writes rejects,
 scoring requests and a manifest, and validates everything with Great Expectations: reported as "full".
 
-    python bench/build_features.py --events 1000000 10000000
+    python bench/build_features.py --events 1000000 10000000 [--repeats 2] [--engines spark2 duckdb pandas]
+
+Each engine runs in its own process, round robin (bench/rounds.py); the table gives the best and the
+median core time, the whole command's time and the peak RSS (for dien-batch: the Spark JVM and its
+Python children, the largest of them).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,8 +31,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from rounds import run_rounds
 
 ROOT = Path(__file__).resolve().parents[1]
+
 MAX_LEN, TARGETS, SEED = 100, 3, 7
 
 
@@ -133,40 +140,53 @@ def run_pandas(events: Path, work: Path) -> dict:
     return {"core_s": time.perf_counter() - start, "rows": len(rows)}
 
 
+ENGINES = {"spark2": "dien-batch local[2]", "spark1": "dien-batch local[1]", "duckdb": "DuckDB (2 threads)",
+           "pandas": "pandas (1 process)"}
+
+
+def run_child(engine: str, events: Path, work: Path) -> dict:
+    if engine.startswith("spark"):
+        return run_ours(events, work, f"local[{engine[-1]}]")
+    return run_duckdb(events, work, 2) if engine == "duckdb" else run_pandas(events, work)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--engines", nargs="+", choices=list(ENGINES), default=list(ENGINES))
+    parser.add_argument("--repeats", type=int, default=2, help="processes per engine and size (best and median)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "dien-bench-build")
     parser.add_argument("--skip-pandas-above", type=int, default=20_000_000)
+    parser.add_argument("--child", nargs=2, metavar=("ENGINE", "EVENTS_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    results = []
+    if args.child:
+        result = run_child(args.child[0], Path(args.child[1]), args.work)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN if args.child[0].startswith("spark")
+                                                   else resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min); "
+          f"{os.cpu_count()} cores; {args.repeats} rounds, each engine in its own process")
+    table = []
     for n in args.events:
         events = make_events(n, args.work)
         n_rows = pq.ParquetDataset(events).read(columns=["ts"]).num_rows
         print(f"\n== {n_rows:,} events", flush=True)
-        runs = {"dien-batch local[2]": lambda e=events: run_ours(e, args.work, "local[2]"),
-                "dien-batch local[1]": lambda e=events: run_ours(e, args.work, "local[1]"),
-                "DuckDB (2 threads)": lambda e=events: run_duckdb(e, args.work, 2)}
-        if n <= args.skip_pandas_above:
-            runs["pandas (1 process)"] = lambda e=events: run_pandas(e, args.work)
-        for name, fn in runs.items():
-            r = fn()
-            r.update(name=name, events=n_rows, n=n)
-            results.append(r)
-            print(f"{name:22s} core {r['core_s']:7.1f} s  full {r.get('full_s', float('nan')):7.1f} s  "
-                  f"rows {r['rows']:,}", flush=True)
-    print(f"\npeak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
-          f"machine: {os.cpu_count()} cores")
-    print("\n| events | engine | core s | core events/s | full s | vs DuckDB (core) |")
-    print("|---:|---|---:|---:|---:|---:|")
-    for n in args.events:
-        group = [r for r in results if r["n"] == n]
-        duck = next(r["core_s"] for r in group if r["name"].startswith("DuckDB"))
-        for r in group:
-            full = f"{r['full_s']:.1f}" if "full_s" in r else "-"
-            print(f"| {r['events']:,} | {r['name']} | {r['core_s']:.1f} | {r['events'] / r['core_s']:,.0f} | {full} "
-                  f"| {r['core_s'] / duck:.2f}x |")
+        engines = [e for e in args.engines if e != "pandas" or n <= args.skip_pandas_above]
+        results = run_rounds(engines, args.repeats, lambda e, ev=events: [
+            "bench/build_features.py", "--child", e, str(ev), "--work", str(args.work)], ROOT, rate="core_s")
+        duck = min(r["core_s"] for r in results.get("duckdb", [{"core_s": float("nan")}]))
+        for engine, runs in results.items():
+            core = sorted(r["core_s"] for r in runs)
+            full = sorted(r["full_s"] for r in runs if "full_s" in r)
+            table.append(f"| {n_rows:,} | {ENGINES[engine]} | {core[0]:.1f} | {statistics.median(core):.1f} | "
+                         f"{n_rows / core[0]:,.0f} | {f'{full[0]:.1f}' if full else '-'} | "
+                         f"{max(r['peak_rss_mb'] for r in runs):,.0f} | {core[0] / duck:.2f}x |")
+    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("\n| events | engine | core s best | median | core events/s | full s | peak RSS MB | core vs DuckDB |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(table))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """build-features: raw behaviour logs -> validated, point-in-time-correct DIEN samples (PySpark).
 
     raw files --structural checks--> Spark readers --row rules--> clean events   (+ rejects with reasons)
-    clean events --vocabularies--> dense ids --per-user sequences--> mapInArrow(core sample builder)
+    clean events --vocabularies--> dense ids --one shuffle by user--> Spark SQL sample builder
     --> OUT/{train,valid,test,requests,vocab,rejects,validation}/ + manifest.json   (atomic rename)
 
-Runs on local Spark by default and on a cluster with `--master`; the per-user sample logic lives in
-`dien_batch.data.samples` and is the same everywhere.
+Runs on local Spark by default and on a cluster with `--master`; the sample rules are those of
+`dien_batch.data.samples`, built in Spark SQL by `spark_jobs.samples`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from dien_batch.io import Timer, atomic_output_dir, data_files, hash_inputs, lib
 
 from . import quality
 from .readers import good_rows, read_table, resolve
+from .samples import SampleBuilder
 
 MIN_TS_DEFAULT = "1995-01-01"
 POSITIVE_RATE_BOUNDS = (0.0005, 0.9995)
@@ -298,7 +299,8 @@ def _distinct_events(spark, good_events, keys):
     enc = _attach_keys(spark, good_events, keys, {"user": "user"})
     items = spark.createDataFrame(keys["item"].to_pandas()).toDF("item", "item_key", "item_idx", "category_idx")
     enc = enc.join(F.broadcast(items) if keys["item"].num_rows <= 2_000_000 else items, "item", "left")
-    return enc.groupBy("user_key", "item_key", "ts").agg(
+    # Partitioned by user once: the de-duplication and every per-user window after it reuse this shuffle.
+    return enc.repartition("user_key").groupBy("user_key", "item_key", "ts").agg(
         F.count("*").alias("n"), F.first("item_idx").alias("item_idx"), F.first("category_idx").alias("category_idx"))
 
 
@@ -313,43 +315,20 @@ def _distinct_impressions(spark, good_impressions, keys):
     return agg.select("request", "n", *[F.col(f"s.{c}").alias(c) for c in fields])
 
 
-def _user_frame(spark, events, impressions, keys, min_events: int):
-    """One row per user: the behaviour sequence (unsorted; the builder sorts) and the impressions."""
-    from pyspark.sql import functions as F
-
-    seq = (events.groupBy("user_key").agg(F.collect_list(F.struct("ts", "item_idx", "category_idx")).alias("ev"))
-           .select("user_key", F.col("ev.item_idx").alias("ev_item"), F.col("ev.category_idx").alias("ev_cat"),
-                   F.col("ev.ts").alias("ev_ts")))
-    if impressions is None:
-        frame = seq.filter(F.size("ev_item") >= min_events)
-    else:
-        fields = [F.col("request").alias("request_id"), "ts", F.col("item_idx").alias("item"),
-                  F.col("category_idx").alias("cat"), F.col("item").alias("item_id"),
-                  F.col("category").alias("category_id"), F.col("clicked").alias("label"), "bid", "p_true",
-                  "position"]
-        imps = (impressions.groupBy("user_key").agg(F.collect_list(F.struct(*fields)).alias("imp"))
-                .select("user_key", *[F.col(f"imp.{n}").alias(f"imp_{n}") for n in builder.UserImpressions.FIELDS]))
-        frame = imps.join(seq, "user_key", "left")
-        for name, typ in (("ev_item", "array<int>"), ("ev_cat", "array<int>"), ("ev_ts", "array<bigint>")):
-            frame = frame.withColumn(name, F.coalesce(F.col(name), F.array().cast(typ)))
-    users = spark.createDataFrame(keys["user"].to_pandas()).toDF("user_id", "user_key", "user_idx")
-    return frame.join(F.broadcast(users) if keys["user"].num_rows <= 2_000_000 else users, "user_key")
-
-
-def _map(frame, fn, params: builder.SampleParams, sampler_bc, out_schema: pa.Schema):
-    def run(batches):
-        sampler = sampler_bc.value
-        for batch in batches:
-            if batch.num_rows:
-                yield from fn(batch, params, sampler).to_batches()
-
-    return frame.mapInArrow(run, arrow_to_ddl(out_schema))
+def _item_fields(spark, vocab: dict[str, pa.Table]):
+    """(item_idx, cat, item_id, category_id) of every vocabulary item: what a candidate list shows."""
+    item = vocab["item"]
+    table = pa.table({"item_idx": item["idx"], "cat": item["category_idx"], "item_id": item["id"],
+                      "category_id": pc.take(vocab["category"]["id"], item["category_idx"])})
+    return spark.createDataFrame(table.to_pandas())
 
 
 def _write_splits(samples, tmp: Path) -> None:
     staging = tmp / "_by_split"
     samples.write.option("parquet.block.size", ROW_GROUP_BYTES).partitionBy("split").parquet(str(staging))
-    empty = pa.Table.from_batches([], schema.SAMPLES)
+    written = sorted(staging.glob("split=*/*.parquet"))
+    # An empty split gets one empty file with the schema Spark wrote (its nullability included): splits concatenate.
+    empty = (pq.read_schema(written[0]) if written else schema.SAMPLES).empty_table()
     for code, name in SPLIT_DIRS.items():
         src = staging / f"split={code}"
         if src.exists():
@@ -493,8 +472,6 @@ def run(cfg: BuildConfig, spark=None) -> dict:
             distinct_imps = None if good_imps is None else keep(_distinct_impressions(spark, good_imps, keys))
         bar.update()
         with timer("samples"):
-            min_events = 2 if review_style else 0
-            users = keep(_user_frame(spark, distinct_events, distinct_imps, keys, min_events))
             too_few = None
             dups = distinct_events.agg(F.sum(F.col("n") - 1)).first()[0] or 0
             _add(counts, "events", "duplicate_event", dups)
@@ -505,14 +482,20 @@ def run(cfg: BuildConfig, spark=None) -> dict:
             else:
                 _add(counts, "impressions", "duplicate_impression",
                      distinct_imps.agg(F.sum(F.col("n") - 1)).first()[0] or 0)
-            sampler = spark.sparkContext.broadcast(_sampler(vocab, cfg.aux_neg == "uniform"))
-            make_samples = builder.review_samples if review_style else builder.impression_samples
-            out_schema = schema.SAMPLES.append(pa.field("split", pa.int8()))
-            _write_splits(_map(users, make_samples, params, sampler, out_schema), tmp)
+            users = spark.createDataFrame(keys["user"].to_pandas()).toDF("user_id", "user_key", "user_idx")
+            build = SampleBuilder(spark, params, _sampler(vocab, cfg.aux_neg == "uniform"), users,
+                                  keys["user"].num_rows, distinct_events, _item_fields(spark, vocab))
+            if review_style:
+                targets = build.review_targets()
+                samples, requests = build.review_samples(targets), build.review_requests(targets)
+            else:
+                imps = build.impressions(distinct_imps)
+                samples, requests = build.impression_samples(imps), build.impression_requests(imps)
+            _write_splits(samples, tmp)
         bar.update()
         with timer("requests"):
-            make_requests = builder.review_requests if review_style else builder.impression_requests
-            _map(users, make_requests, params, sampler, schema.REQUESTS).write.parquet(str(tmp / "requests"))
+            requests.write.parquet(str(tmp / "requests"))
+            build.unpersist()
         bar.update()
         with timer("rejects"):
             _rejects(spark, inputs, keys, distinct_events, distinct_imps, too_few).coalesce(1).write.parquet(

@@ -1,14 +1,15 @@
-"""Sample construction from per-user behaviour sequences: pure, vectorised NumPy over Arrow batches.
+"""The sample rules, as the reference builder: vectorised NumPy over Arrow batches of users.
 
-The Spark job groups events per user (sorted by time, ties broken by item id) and hands batches of
-users to these functions through `mapInArrow`, so the logic here is the same on one core, on
-`local[2]` and on a cluster, and is testable without Spark.
+build-features runs the same rules in Spark SQL (`spark_jobs.samples`); tests hold the two equal row
+for row, random draws included. This builder needs no Spark: the model tests build their small feature
+sets with it. One batch row per user: `ev_item`, `ev_cat`, `ev_ts` (and `imp_*`) lists, any order.
 
 Invariants:
 * **Point in time.** A target at time t gets the events with ts < t (strictly) as history, the last
   `max_len` of them; events at the same second as the target are never history.
-* **Reproducible randomness.** Every random draw is a hash of (seed, user, position, salt), so it does
-  not depend on partitioning, batch boundaries or the order of users.
+* **Order.** A user's events in (ts, item idx, category idx) order; `position` counts in that order.
+* **Reproducible randomness.** Every random draw is Spark's xxhash64 of (seed, user id, position, salt),
+  so it does not depend on partitioning, batch boundaries or the order of users.
 * **Negatives.** The negative for a clicked item (a target's negative, or the auxiliary-loss negative
   at a history position) is drawn from the item vocabulary by popularity (or uniformly) and is never
   the clicked item itself.
@@ -16,6 +17,7 @@ Invariants:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -27,6 +29,7 @@ from . import hashing
 
 SPLITS = ("train", "valid", "test")
 SALT_TARGET_NEG, SALT_AUX_NEG, SALT_USER_SPLIT, SALT_CANDIDATE = 1, 2, 3, 16
+DRAWS_PER_PICK = 4  # candidate draws per wanted candidate before the in-order fallback
 
 
 def hash_uniform(seed: int, *keys) -> np.ndarray:
@@ -60,66 +63,67 @@ class SampleParams:
 
 
 class ItemSampler:
-    """Draws negative items from the vocabulary, by popularity or uniformly, excluding a given item."""
+    """Draws negative items from the vocabulary, by popularity (count) or uniformly.
+
+    Item i owns the integer interval [lo_i, hi_i) of width w_i (its weight) on [0, total); a draw maps a
+    hashed uniform u to the point r = floor(u * span) and returns the item whose interval holds it.
+    Integer arithmetic and a lookup by interval, so Spark SQL makes the very same draws
+    (`spark_jobs.samples`). The sampled items are a contiguous run of vocabulary ids (the vocabulary
+    is ordered by count, so the items with behaviour come first)."""
 
     def __init__(self, item_idx: np.ndarray, counts: np.ndarray, item_category: np.ndarray,
                  item_keys: np.ndarray, category_keys: np.ndarray, uniform: bool = False):
-        weights = np.ones(len(item_idx)) if uniform else counts.astype(np.float64)
+        weights = np.ones(len(item_idx), np.int64) if uniform else np.asarray(counts).astype(np.int64)
         keep = weights > 0
         if keep.sum() < 2:
             raise ValueError("negative sampling needs at least two items with behaviour")
         self.items = item_idx[keep].astype(np.int32)
-        self.cum = np.cumsum(weights[keep])
+        if not np.array_equal(self.items, np.arange(self.items[0], self.items[0] + len(self.items))):
+            raise ValueError("the sampled items must be a contiguous run of ids (a vocabulary ordered by count)")
+        self.hi = np.cumsum(weights[keep])
+        self.total = int(self.hi[-1])
+        self.lo_of = np.zeros(len(item_category), np.int64)  # by item idx; items never drawn keep 0 and 0
+        self.weight_of = np.zeros(len(item_category), np.int64)
+        self.lo_of[self.items], self.weight_of[self.items] = self.hi - weights[keep], weights[keep]
         self.item_category = item_category  # indexed by item idx
         self.item_keys = item_keys  # raw ids, indexed by item idx
         self.category_keys = category_keys
 
+    def at(self, r: np.ndarray) -> np.ndarray:
+        """The item whose interval holds each point r in [0, total)."""
+        return self.items[np.searchsorted(self.hi, r, side="right")]
+
+    def point(self, u: np.ndarray, span) -> np.ndarray:
+        """floor(u * span) for u in [0, 1): uniform over [0, span), kept below span against rounding."""
+        return np.minimum(np.floor(u * span).astype(np.int64), np.asarray(span, np.int64) - 1)
+
     def draw_excluding(self, seed: int, exclude: np.ndarray, *keys) -> np.ndarray:
-        out = np.empty(len(exclude), dtype=np.int32)
-        todo = np.arange(len(exclude))
-        for attempt in range(64):
-            u = hash_uniform(seed, *[k[todo] if np.ndim(k) else k for k in keys], attempt)
-            picked = self.items[np.searchsorted(self.cum, u * self.cum[-1], side="right")]
-            out[todo] = picked
-            todo = todo[picked == exclude[todo]]
-            if not len(todo):
-                return out
-        out[todo] = self.items[(np.searchsorted(self.items, exclude[todo]) + 1) % len(self.items)]
-        return out
+        """One draw per row from the distribution with `exclude[i]` taken out (exact, no rejection): a
+        point of [0, total - w) shifted past the excluded item's interval."""
+        weight, lo = self.weight_of[exclude], self.lo_of[exclude]
+        r = self.point(hash_uniform(seed, *keys) * np.ones(len(exclude)), self.total - weight)
+        return self.at(np.where(r >= lo, r + weight, r))
 
     def draw_distinct(self, seed: int, excluded: list[np.ndarray], k: int, *keys) -> list[np.ndarray]:
-        """For each row i, up to k distinct items none of which is in excluded[i]; draws keyed by
-        (seed, keys[i], slot, attempt). A row gets fewer than k only when the catalogue runs out."""
-        n, width = len(excluded), int(self.items.max()) + 1
-        taken = np.unique(np.concatenate([i * width + e.astype(np.int64) for i, e in enumerate(excluded)]
-                                         + [np.zeros(0, np.int64)]))
-        chosen = np.full((n, k), -1, dtype=np.int64)
-        rows, slots = np.repeat(np.arange(n), k), np.tile(np.arange(k), n)
-        for attempt in range(64):
-            if not len(rows):
-                break
-            u = hash_uniform(seed, *[key[rows] for key in keys], slots, attempt)
-            picked = self.items[np.searchsorted(self.cum, u * self.cum[-1], side="right")].astype(np.int64)
-            key = rows * width + picked
-            fresh = ~_contains(taken, key)
-            first = np.zeros(len(key), bool)  # among this round's draws, the first of a repeated item wins
-            _, first_idx = np.unique(np.where(fresh, key, -1 - np.arange(len(key))), return_index=True)
-            first[first_idx] = True
-            ok = fresh & first
-            chosen[rows[ok], slots[ok]] = picked[ok]
-            taken = np.union1d(taken, key[ok])
-            rows, slots = rows[~ok], slots[~ok]
-        for i in np.unique(rows):  # the catalogue is nearly exhausted for this row: take items in order
-            free = self.items[~_contains(taken, i * width + self.items.astype(np.int64))]
-            open_slots = np.flatnonzero(chosen[i] < 0)[: len(free)]
-            chosen[i, open_slots] = free[: len(open_slots)]
-            taken = np.union1d(taken, i * width + free[: len(open_slots)].astype(np.int64))
-        return [row[row >= 0].astype(np.int32) for row in chosen]
-
-
-def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    at = np.searchsorted(sorted_keys, keys)
-    return (at < len(sorted_keys)) & (sorted_keys[np.minimum(at, len(sorted_keys) - 1)] == keys)
+        """For each row i, k distinct items none of which is in excluded[i]: the first new ones among the
+        draws j = 0 .. DRAWS_PER_PICK * k - 1 (keyed (seed, keys[i], j)), then, should those run short
+        (a catalogue nearly used up), the remaining items in vocabulary order. Fewer than k only when
+        the catalogue runs out."""
+        n, draws = len(excluded), DRAWS_PER_PICK * k
+        rows = np.repeat(np.arange(n), draws)
+        u = hash_uniform(seed, *[key[rows] for key in keys], np.tile(np.arange(draws), n))
+        picks = self.at(self.point(u, self.total)).reshape(n, draws)
+        out = []
+        for row, blocked in zip(picks, excluded, strict=True):
+            blocked, chosen = set(blocked.tolist()), []
+            for item in itertools.chain(row.tolist(), self.items.tolist()):
+                if len(chosen) == k:
+                    break
+                if item not in blocked:
+                    chosen.append(item)
+                    blocked.add(item)
+            out.append(np.array(chosen, np.int32))
+        return out
 
 
 def _flat(batch: pa.RecordBatch, prefix: str, names: tuple[str, ...]):
@@ -148,7 +152,7 @@ class UserHistories:
         self.offsets, (items, cats, ts) = _flat(batch, "ev_", ("item", "cat", "ts"))
         n = np.diff(self.offsets)
         self.owner = np.repeat(np.arange(len(n)), n)
-        order = np.lexsort((items, ts, self.owner))  # per user by time, ties by item: deterministic
+        order = np.lexsort((cats, items, ts, self.owner))  # per user by time, ties by item and category
         self.items, self.cats, self.ts = items[order], cats[order], ts[order]
         self.position = np.arange(len(self.owner)) - self.offsets[self.owner]
         self.neg_items = sampler.draw_excluding(params.seed, self.items, self.user_key[self.owner],
@@ -312,12 +316,14 @@ class UserImpressions:
         self.owner = np.repeat(np.arange(len(self.offsets) - 1), np.diff(self.offsets))
         raw = dict(zip(self.FIELDS, values, strict=True))
         _, request_code = np.unique(raw["request_id"].astype(str), return_inverse=True)
-        order = np.lexsort((raw["item"], request_code, raw["ts"], self.owner))  # by time, request, item
+        _, item_code = np.unique(raw["item_id"].astype(str), return_inverse=True)
+        # By time, request, item (ties of one OOV idx: by raw id). A request is a run of one (ts, request).
+        order = np.lexsort((item_code, raw["item"], request_code, raw["ts"], self.owner))
         self.v = {name: v[order] for name, v in raw.items()}
-        req = self.v["request_id"]
+        req, ts = self.v["request_id"], self.v["ts"]
         n_users = len(self.offsets) - 1
-        first = np.r_[True, (req[1:] != req[:-1]) | (self.owner[1:] != self.owner[:-1])] if len(req) else \
-            np.zeros(0, bool)
+        first = np.r_[True, (req[1:] != req[:-1]) | (ts[1:] != ts[:-1]) | (self.owner[1:] != self.owner[:-1])] \
+            if len(req) else np.zeros(0, bool)
         head = np.maximum.accumulate(np.where(first, np.arange(len(req)), 0))  # the request's first row
         request_rank = _rank_from_end(self.owner, first, n_users)[head]
         user_u = hash_uniform(params.seed, h.user_key, SALT_USER_SPLIT)
@@ -339,7 +345,8 @@ def impression_samples(batch: pa.RecordBatch, params: SampleParams, sampler: Ite
         "item_idx": pa.array(v["item"].astype(np.int32)), "category_idx": pa.array(v["cat"].astype(np.int32)),
         "label": pa.array(v["label"].astype(np.int32)), "ts": pa.array(v["ts"].astype(np.int64)),
         "request_id": pa.array(v["request_id"], pa.string()),
-        "bid": pa.array(v["bid"], pa.float64()), "p_true": pa.array(v["p_true"], pa.float64()),
+        "bid": pa.array(v["bid"], pa.float64(), from_pandas=True),  # absent values: null, not NaN
+        "p_true": pa.array(v["p_true"], pa.float64(), from_pandas=True),
     })
     return _table(columns, schema.SAMPLES, imp.split)
 
@@ -351,7 +358,9 @@ def impression_requests(batch: pa.RecordBatch, params: SampleParams, sampler: It
     rows = np.flatnonzero(imp.split == 2)
     req = imp.v["request_id"][rows]
     owner = imp.owner[rows]
-    first = np.r_[True, (req[1:] != req[:-1]) | (owner[1:] != owner[:-1])] if len(rows) else np.zeros(0, bool)
+    ts = imp.v["ts"][rows]
+    first = np.r_[True, (req[1:] != req[:-1]) | (ts[1:] != ts[:-1]) | (owner[1:] != owner[:-1])] if len(rows) \
+        else np.zeros(0, bool)
     heads = rows[first]
     lengths = np.diff(np.r_[np.flatnonzero(first), len(rows)]).astype(np.int32)
     lists = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))

@@ -1,0 +1,296 @@
+"""The sample builder in Spark SQL: windows per user, histories as array slices, hash-seeded draws.
+
+    distinct events --window by user, (ts, item) order--> positions, aux negatives, targets, splits
+    one sorted array per user (its sequence) joined to targets --> the history strictly before each
+    --> samples (each target and its negative, or the logged impressions) and scoring requests
+
+No row leaves the JVM and no Python runs per user. Every random draw is Spark's xxhash64 of (seed, user
+id, position, salt[, j]) mapped to an integer point of the items' weight intervals, and the item that
+holds the point is found by an equi-join on a broadcast table of buckets, so the outputs equal those of
+the NumPy reference builder (`dien_batch.data.samples`, which states the rules) for the same input and
+seed, whatever the partitioning.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from dien_batch import schema
+from dien_batch.data import samples as rules
+
+BROADCAST_ROWS = 2_000_000  # lookup tables up to this size are broadcast
+
+
+def _F():
+    from pyspark.sql import functions as F
+
+    return F
+
+
+def uniform(seed: int, *keys):
+    """Uniform [0, 1) doubles from (seed, *keys) as LONGs: `dien_batch.data.samples.hash_uniform` in SQL."""
+    F = _F()
+    h = F.xxhash64(*[F.lit(k).cast("long") if isinstance(k, int) else k.cast("long") for k in (seed, *keys)])
+    return F.shiftrightunsigned(h, 11).cast("double") * F.lit(2.0**-53)
+
+
+def broadcast_small(df, rows: int):
+    return _F().broadcast(df) if rows <= BROADCAST_ROWS else df
+
+
+class ItemDraws:
+    """`ItemSampler`'s draws as joins: a weight table (lo, w by item) and a bucket table that lists, for
+    each bucket of `width` points, the items whose interval [lo, hi) meets it."""
+
+    def __init__(self, spark, sampler: rules.ItemSampler):
+        F = _F()
+        self.total, self.first, self.count = sampler.total, int(sampler.items[0]), len(sampler.items)
+        self.width = -(-self.total // self.count)  # ceil: about one item per bucket
+        weight = sampler.weight_of[sampler.items]
+        lo, hi = sampler.lo_of[sampler.items], sampler.lo_of[sampler.items] + weight
+        self.weights = broadcast_small(spark.createDataFrame(pd.DataFrame(
+            {"_w_item": sampler.items, "_w_lo": lo, "_w": weight})), self.count)
+        first_b, last_b = lo // self.width, (hi - 1) // self.width
+        n = (last_b - first_b + 1).astype(np.int64)
+        owner = np.repeat(np.arange(self.count), n)
+        bucket = first_b[owner] + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+        buckets = pd.DataFrame({"_b_bucket": bucket, "_b_lo": lo[owner], "_b_hi": hi[owner],
+                                "_b_item": sampler.items[owner],
+                                "_b_cat": sampler.item_category[sampler.items][owner].astype(np.int32)})
+        self.buckets = broadcast_small(spark.createDataFrame(buckets), len(buckets))
+        self.F = F
+
+    def _point(self, u, span):
+        F = self.F
+        return F.least(F.floor(u * span).cast("long"), span - 1)
+
+    def _at(self, frame, point, item: str, category: str):
+        """frame with `item`, `category`: the item whose interval holds `point`."""
+        F = self.F
+        frame = frame.withColumn("_r", point).withColumn("_bucket", F.expr(f"_r div {self.width}"))
+        r = F.col("_r")
+        hit = (F.col("_bucket") == F.col("_b_bucket")) & (r >= F.col("_b_lo")) & (r < F.col("_b_hi"))
+        joined = frame.join(self.buckets, hit)
+        joined = joined.withColumn(item, F.col("_b_item").cast("int")).withColumn(category, F.col("_b_cat").cast("int"))
+        return joined.drop("_r", "_bucket", *self.buckets.columns)
+
+    def excluding(self, frame, u, exclude: str, item: str, category: str):
+        """One draw per row from the distribution without the row's `exclude` item (`draw_excluding`)."""
+        F = self.F
+        frame = frame.join(self.weights, F.col(exclude) == F.col("_w_item"), "left")
+        weight, lo = F.coalesce("_w", F.lit(0)), F.coalesce("_w_lo", F.lit(0))
+        r = self._point(u, F.lit(self.total) - weight)
+        return self._at(frame, F.when(r >= lo, r + weight).otherwise(r), item, category).drop(
+            "_w_item", "_w_lo", "_w")
+
+    def plain(self, frame, u, item: str, category: str):
+        """One draw per row from the whole distribution."""
+        return self._at(frame, self._point(u, self.F.lit(self.total).cast("long")), item, category)
+
+
+def _split_code(params: rules.SampleParams, keep_n: int | None, eligible, ts, rank, rank_of, user_u):
+    """Split code (0 train, 1 valid, 2 test, -1 unused): `dien_batch.data.samples._split_of_rank` in SQL.
+    `rank` counts from the user's last eligible row (0 = last); `rank_of(cond)` the same among rows
+    meeting cond; keep_n None keeps every row."""
+    F = _F()
+
+    def within(r):
+        return F.lit(True) if keep_n is None else r < keep_n
+
+    kind = params.split_kind
+    if kind == "last":
+        code = (F.when(eligible & (rank == 0), 2).when(eligible & (rank == 1), 1)
+                .when(eligible & (rank >= 2) & within(rank - 2), 0))
+    elif kind == "time":
+        after = eligible & (ts >= int(params.split_value))
+        before = eligible & (ts < int(params.split_value))
+        kept = before & within(rank_of(before))
+        code = (F.when(after & within(rank_of(after)), 2).when(kept & (ts >= int(params.valid_from)), 1)
+                .when(kept, 0))
+    elif kind == "users":
+        frac = params.split_value
+        group = F.when(user_u < frac, 2).when(user_u < 2 * frac, 1).otherwise(0)
+        code = F.when(eligible & within(rank), group)
+    else:
+        raise ValueError(f"unknown split '{params.split}'")
+    return F.coalesce(code, F.lit(-1)).cast("tinyint")
+
+
+def with_history(frame, max_len: int):
+    """frame (with `seq`, a user's sorted sequence, and `end`, the count of its events before the
+    target) with the history columns of the sample schema in place of `seq`."""
+    F = _F()
+    for name, col in _history(F.col("seq"), F.col("end"), max_len).items():
+        frame = frame.withColumn(name, col)
+    return frame.drop("seq")
+
+
+def _history(seq, end, max_len: int) -> dict:
+    F = _F()
+    start = F.greatest(end - max_len, F.lit(0))
+    h = F.slice(seq, start + 1, end - start)
+    return {
+        "hist_item_idx": h["item_idx"], "hist_category_idx": h["category_idx"],
+        "neg_item_idx": h["neg_item_idx"], "neg_category_idx": h["neg_category_idx"],
+        "hist_len": F.size(h).cast("int"),
+        "hist_last_ts": F.when(F.size(h) > 0, F.element_at(h, -1)["ts"]).cast("long"),
+    }
+
+
+def _select(frame, columns: dict, target, extra=()):
+    """frame's columns in the order and types of `target` (an Arrow schema); absent ones null."""
+    import pyarrow as pa
+
+    from .build_features import arrow_to_ddl
+
+    F = _F()
+    out = []
+    for field in target:
+        col = columns.get(field.name, F.col(field.name) if field.name in frame.columns else F.lit(None))
+        out.append(col.cast(arrow_to_ddl(pa.schema([field])).split(" ", 1)[1]).alias(field.name))
+    return frame.select(*out, *extra)
+
+
+class SampleBuilder:
+    """The samples and requests of one build, from de-duplicated encoded events (and impressions)."""
+
+    def __init__(self, spark, params: rules.SampleParams, sampler: rules.ItemSampler, users, n_users: int,
+                 events, item_fields):
+        """users: (user_key, user_id, user_idx); events: (user_key, item_idx, category_idx, ts), one row
+        per distinct event, ideally partitioned by user_key; item_fields: (item_idx, cat, item_id,
+        category_id) for every vocabulary item."""
+        from pyspark import StorageLevel
+        from pyspark.sql import Window
+
+        F = _F()
+        self.F, self.W, self.params = F, Window, params
+        self.draws = ItemDraws(spark, sampler)
+        self.items = broadcast_small(item_fields, len(sampler.item_category))
+        self.users = broadcast_small(users.withColumn("uh", F.xxhash64("user_id")), n_users)
+        by_time = Window.partitionBy("user_key").orderBy("ts", "item_idx", "category_idx")
+        ev = (events.select("user_key", "item_idx", "category_idx", "ts")
+              .withColumn("position", F.row_number().over(by_time) - 1)
+              .withColumn("end", F.min("position").over(Window.partitionBy("user_key", "ts"))))
+        ev = ev.join(self.users, "user_key")
+        ev = self.draws.excluding(ev, uniform(params.seed, F.col("uh"), F.col("position"), rules.SALT_AUX_NEG),
+                                  "item_idx", "neg_item_idx", "neg_category_idx")
+        self.events = ev.persist(StorageLevel.MEMORY_AND_DISK)
+        self.sequences = self.events.groupBy("user_key").agg(F.array_sort(F.collect_list(F.struct(
+            "position", "ts", "item_idx", "category_idx", "neg_item_idx", "neg_category_idx"))).alias("seq"))
+        self._persisted = [self.events]
+
+    def unpersist(self) -> None:
+        for df in self._persisted:
+            df.unpersist()
+
+    def _keep(self, df):
+        from pyspark import StorageLevel
+
+        self._persisted.append(df.persist(StorageLevel.MEMORY_AND_DISK))
+        return df
+
+    # ---- review style: each behaviour with history is a target -------------------------------------------
+
+    def review_targets(self):
+        """Chosen targets: events with history, their split code (split >= 0 only)."""
+        F, W, p = self.F, self.W, self.params
+        user = W.partitionBy("user_key")
+        running = user.orderBy("position").rowsBetween(W.unboundedPreceding, W.currentRow)
+        eligible = F.col("end") > 0
+
+        def rank_of(cond):  # 0 for the user's last row meeting cond, 1 before it, ...
+            flag = cond.cast("int")
+            return F.sum(flag).over(user) - F.sum(flag).over(running)
+
+        keep_n = 1 if p.samples == "last" else p.max_samples_per_user
+        split = _split_code(p, keep_n, eligible, F.col("ts"), rank_of(eligible), rank_of,
+                            uniform(p.seed, F.col("uh"), rules.SALT_USER_SPLIT))
+        targets = self.events.withColumn("split", split).filter(F.col("split") >= 0).join(self.sequences, "user_key")
+        # A test target's exclusions for its candidates: every earlier behaviour and the target itself.
+        excl = F.concat(F.slice(F.col("seq")["item_idx"], 1, F.col("end")), F.array("item_idx"))
+        targets = targets.withColumn("excl", F.when(F.col("split") == 2, excl))
+        return self._keep(with_history(targets, p.max_len))
+
+    def review_samples(self, targets):
+        F, p = self.F, self.params
+        t = self.draws.excluding(targets, uniform(p.seed, F.col("uh"), F.col("position"), rules.SALT_TARGET_NEG),
+                                 "item_idx", "t_neg_item", "t_neg_cat")
+        def sample(label, item, category):
+            return F.struct(F.lit(label).alias("label"), F.col(item).alias("i"), F.col(category).alias("c"))
+
+        both = F.array(sample(1, "item_idx", "category_idx"), sample(0, "t_neg_item", "t_neg_cat"))
+        t = t.withColumn("_t", F.explode(both))
+        columns = {"label": F.col("_t.label"), "item_idx": F.col("_t.i"), "category_idx": F.col("_t.c")}
+        return _select(t, columns, schema.SAMPLES, [F.col("split").cast("tinyint")])
+
+    def review_requests(self, targets):
+        """Each test target with K-1 negatives: distinct, never the positive nor an earlier behaviour."""
+        F, p = self.F, self.params
+        k = p.candidates - 1
+        req = self._keep(targets.filter(F.col("split") == 2))
+        n_draws = rules.DRAWS_PER_PICK * k
+        draws = req.select("user_key", "position", "uh", "ts",
+                           F.explode(F.sequence(F.lit(0), F.lit(n_draws - 1))).alias("j"))
+        draws = self.draws.plain(draws, uniform(p.seed, F.col("uh"), F.col("ts"), rules.SALT_CANDIDATE, F.col("j")),
+                                 "d_item", "d_cat")
+        draws = draws.groupBy("user_key", "position").agg(
+            F.array_sort(F.collect_list(F.struct("j", "d_item"))).alias("d"))
+        req = req.join(draws, ["user_key", "position"], "left")
+        fresh = F.slice(F.array_distinct(F.filter(F.col("d")["d_item"], lambda x: ~F.array_contains("excl", x))), 1, k)
+        req = req.withColumn("chosen", fresh)
+        need = F.lit(k) - F.size("chosen")
+        last = F.least(F.lit(self.draws.first + self.draws.count - 1),
+                       F.lit(self.draws.first - 1) + need + F.size("excl") + F.size("chosen"))
+        in_order = F.filter(F.sequence(F.lit(self.draws.first), last),
+                            lambda x: ~F.array_contains("excl", x) & ~F.array_contains("chosen", x))
+        fallback = F.when(need > 0, F.slice(in_order, 1, need)).otherwise(F.array().cast("array<int>"))
+        req = req.withColumn("cand", F.concat(F.array("item_idx"), "chosen", fallback))
+        slots = req.select("user_key", "position", F.posexplode("cand").alias("slot", "item_idx"))
+        slots = slots.join(self.items, "item_idx", "left").groupBy("user_key", "position").agg(
+            F.array_sort(F.collect_list(F.struct("slot", "item_idx", "cat", "item_id", "category_id"))).alias("c"))
+        req = req.join(slots, ["user_key", "position"])
+        columns = {
+            "request_id": F.concat("user_id", F.lit("@"), F.col("ts").cast("string"), F.lit("#"),
+                                   F.col("position").cast("string")),
+            "cand_item_idx": F.col("c")["item_idx"], "cand_category_idx": F.col("c")["cat"],
+            "cand_item_id": F.col("c")["item_id"], "cand_category_id": F.col("c")["category_id"],
+            "cand_label": F.transform("c", lambda x: F.when(x["slot"] == 0, 1).otherwise(0)),
+        }
+        return _select(req, columns, schema.REQUESTS)
+
+    # ---- impression style: every logged impression is a sample ---------------------------------------------
+
+    def impressions(self, imps):
+        """Logged impressions with their split and the count of the user's events before each."""
+        F, W, p = self.F, self.W, self.params
+        imps = imps.join(self.users, "user_key")
+        latest_first = W.partitionBy("user_key").orderBy(F.col("ts").desc(), F.col("request").desc())
+        rank = F.dense_rank().over(latest_first) - 1
+        split = _split_code(p, None, F.lit(True), F.col("ts"), rank, lambda cond: F.lit(0),
+                            uniform(p.seed, F.col("uh"), rules.SALT_USER_SPLIT))
+        imps = imps.withColumn("split", split).join(self.sequences, "user_key", "left").withColumn(
+            "seq", F.coalesce("seq", F.array().cast(self.sequences.schema["seq"].dataType)))
+        imps = imps.withColumn("end", F.size(F.filter("seq", lambda e: e["ts"] < F.col("ts"))))
+        return self._keep(with_history(imps, p.max_len))
+
+    def impression_samples(self, imps):
+        F = self.F
+        columns = {"label": F.col("clicked"), "request_id": F.col("request")}
+        return _select(imps, columns, schema.SAMPLES, [F.col("split").cast("tinyint")])
+
+    def impression_requests(self, imps):
+        """The test split's logged impressions, one row per request, candidates by (item idx, item id)."""
+        F = self.F
+        fields = ["item_idx", "item", "category", "category_idx", "clicked", "bid", "p_true", "position"]
+        history = ["hist_item_idx", "hist_category_idx", "hist_len", "hist_last_ts"]  # the same for the request
+        req = imps.filter(F.col("split") == 2).groupBy("user_key", "user_id", "user_idx", "ts", "request").agg(
+            F.array_sort(F.collect_list(F.struct(*fields))).alias("c"), *[F.first(h).alias(h) for h in history])
+        c = F.col("c")
+        columns = {
+            "request_id": F.col("request"),
+            "cand_item_id": c["item"], "cand_category_id": c["category"], "cand_item_idx": c["item_idx"],
+            "cand_category_idx": c["category_idx"], "cand_label": c["clicked"], "cand_bid": c["bid"],
+            "cand_p_true": c["p_true"], "cand_position": c["position"],
+        }
+        return _select(req, columns, schema.REQUESTS)
