@@ -195,18 +195,14 @@ class SampleBuilder:
     def review_targets(self):
         """Chosen targets: events with history, their split code (split >= 0 only)."""
         F, W, p = self.F, self.W, self.params
-        user = W.partitionBy("user_key")
-        running = user.orderBy("position").rowsBetween(W.unboundedPreceding, W.currentRow)
-        eligible = F.col("end") > 0
-
-        def rank_of(cond):  # 0 for the user's last row meeting cond, 1 before it, ...
-            flag = cond.cast("int")
-            return F.sum(flag).over(user) - F.sum(flag).over(running)
-
+        # Rank from the user's last target (0 = last); a time split ranks after and before the cut apart.
+        side = F.col("ts") >= int(p.split_value) if p.split_kind == "time" else F.lit(True)
+        rank = F.row_number().over(W.partitionBy("user_key", side).orderBy(F.col("position").desc())) - 1
         keep_n = 1 if p.samples == "last" else p.max_samples_per_user
-        split = _split_code(p, keep_n, eligible, F.col("ts"), rank_of(eligible), rank_of,
+        split = _split_code(p, keep_n, F.lit(True), F.col("ts"), rank, lambda cond: rank,
                             uniform(p.seed, F.col("uh"), rules.SALT_USER_SPLIT))
-        targets = self.events.withColumn("split", split).filter(F.col("split") >= 0).join(self.sequences, "user_key")
+        eligible = self.events.filter(F.col("end") > 0)
+        targets = eligible.withColumn("split", split).filter(F.col("split") >= 0).join(self.sequences, "user_key")
         # A test target's exclusions for its candidates: every earlier behaviour and the target itself.
         excl = F.concat(F.slice(F.col("seq")["item_idx"], 1, F.col("end")), F.array("item_idx"))
         targets = targets.withColumn("excl", F.when(F.col("split") == 2, excl))
@@ -228,34 +224,37 @@ class SampleBuilder:
         """Each test target with K-1 negatives: distinct, never the positive nor an earlier behaviour."""
         F, p = self.F, self.params
         k = p.candidates - 1
-        req = self._keep(targets.filter(F.col("split") == 2))
+        tests = targets.filter(F.col("split") == 2)
+        # The draws run on narrow rows; the wide ones (histories) move once, to meet their candidates.
+        req = self._keep(tests.select("user_key", "position", "uh", "ts", "item_idx", "excl"))
         n_draws = rules.DRAWS_PER_PICK * k
         draws = req.select("user_key", "position", "uh", "ts",
                            F.explode(F.sequence(F.lit(0), F.lit(n_draws - 1))).alias("j"))
         draws = self.draws.plain(draws, uniform(p.seed, F.col("uh"), F.col("ts"), rules.SALT_CANDIDATE, F.col("j")),
                                  "d_item", "d_cat")
-        draws = draws.groupBy("user_key", "position").agg(
-            F.array_sort(F.collect_list(F.struct("j", "d_item"))).alias("d"))
+        # Each draw as one LONG, j in the high bits: sorting them is sorting by j, on primitives.
+        packed = F.shiftleft(F.col("j").cast("long"), 32) + F.col("d_item")
+        draws = draws.groupBy("user_key", "position").agg(F.array_sort(F.collect_list(packed)).alias("d"))
         req = req.join(draws, ["user_key", "position"], "left")
-        fresh = F.slice(F.array_distinct(F.filter(F.col("d")["d_item"], lambda x: ~F.array_contains("excl", x))), 1, k)
-        req = req.withColumn("chosen", fresh)
+        in_draw_order = F.transform("d", lambda x: (x % (1 << 32)).cast("int"))
+        # array_except keeps the first array's order and drops repeats: the first new draws, in draw order.
+        req = req.withColumn("chosen", F.slice(F.array_except(in_draw_order, "excl"), 1, k))
         need = F.lit(k) - F.size("chosen")
         last = F.least(F.lit(self.draws.first + self.draws.count - 1),
                        F.lit(self.draws.first - 1) + need + F.size("excl") + F.size("chosen"))
-        in_order = F.filter(F.sequence(F.lit(self.draws.first), last),
-                            lambda x: ~F.array_contains("excl", x) & ~F.array_contains("chosen", x))
+        in_order = F.array_except(F.sequence(F.lit(self.draws.first), last), F.concat("excl", "chosen"))
         fallback = F.when(need > 0, F.slice(in_order, 1, need)).otherwise(F.array().cast("array<int>"))
         req = req.withColumn("cand", F.concat(F.array("item_idx"), "chosen", fallback))
         slots = req.select("user_key", "position", F.posexplode("cand").alias("slot", "item_idx"))
         slots = slots.join(self.items, "item_idx", "left").groupBy("user_key", "position").agg(
             F.array_sort(F.collect_list(F.struct("slot", "item_idx", "cat", "item_id", "category_id"))).alias("c"))
-        req = req.join(slots, ["user_key", "position"])
+        req = tests.drop("excl").join(slots, ["user_key", "position"])
         columns = {
             "request_id": F.concat("user_id", F.lit("@"), F.col("ts").cast("string"), F.lit("#"),
                                    F.col("position").cast("string")),
             "cand_item_idx": F.col("c")["item_idx"], "cand_category_idx": F.col("c")["cat"],
             "cand_item_id": F.col("c")["item_id"], "cand_category_id": F.col("c")["category_id"],
-            "cand_label": F.transform("c", lambda x: F.when(x["slot"] == 0, 1).otherwise(0)),
+            "cand_label": F.concat(F.array(F.lit(1)), F.array_repeat(F.lit(0), F.size("c") - 1)),
         }
         return _select(req, columns, schema.REQUESTS)
 
