@@ -160,7 +160,6 @@ class SampleBuilder:
         """users: (user_key, user_id, user_idx); events: (user_key, item_idx, category_idx, ts), one row
         per distinct event, ideally partitioned by user_key; item_fields: (item_idx, cat, item_id,
         category_id) for every vocabulary item."""
-        from pyspark import StorageLevel
         from pyspark.sql import Window
 
         F = _F()
@@ -170,15 +169,13 @@ class SampleBuilder:
         self.users = broadcast_small(users.withColumn("uh", F.xxhash64("user_id")), n_users)
         by_time = Window.partitionBy("user_key").orderBy("ts", "item_idx", "category_idx")
         ev = (events.select("user_key", "item_idx", "category_idx", "ts")
-              .withColumn("position", F.row_number().over(by_time) - 1)
-              .withColumn("end", F.min("position").over(Window.partitionBy("user_key", "ts"))))
-        ev = ev.join(self.users, "user_key")
+              .withColumn("position", F.row_number().over(by_time) - 1).join(self.users, "user_key"))
         ev = self.draws.excluding(ev, uniform(params.seed, F.col("uh"), F.col("position"), rules.SALT_AUX_NEG),
                                   "item_idx", "neg_item_idx", "neg_category_idx")
-        self.events = ev.persist(StorageLevel.MEMORY_AND_DISK)
-        self.sequences = self.events.groupBy("user_key").agg(F.array_sort(F.collect_list(F.struct(
+        # One row per user: its events in order (the struct sorts by position first).
+        self.sequences = ev.groupBy("user_key").agg(F.array_sort(F.collect_list(F.struct(
             "position", "ts", "item_idx", "category_idx", "neg_item_idx", "neg_category_idx"))).alias("seq"))
-        self._persisted = [self.events]
+        self._persisted = []
 
     def unpersist(self) -> None:
         for df in self._persisted:
@@ -193,20 +190,37 @@ class SampleBuilder:
     # ---- review style: each behaviour with history is a target -------------------------------------------
 
     def review_targets(self):
-        """Chosen targets: events with history, their split code (split >= 0 only)."""
-        F, W, p = self.F, self.W, self.params
-        # Rank from the user's last target (0 = last); a time split ranks after and before the cut apart.
-        side = F.col("ts") >= int(p.split_value) if p.split_kind == "time" else F.lit(True)
-        rank = F.row_number().over(W.partitionBy("user_key", side).orderBy(F.col("position").desc())) - 1
+        """Chosen targets, from each user's sequence: the last events with history (a time split: the last
+        before the cut and the last from it on), their split code and `end`, the count of events before.
+        Events without history are a user's earliest, so they rank after every eligible one: taking the
+        last ones and dropping those leaves the ranks of the others as they were."""
+        F, p = self.F, self.params
         keep_n = 1 if p.samples == "last" else p.max_samples_per_user
+        seq = F.col("seq")
+        n = F.size(seq)
+
+        def run(lo, hi):  # positions lo .. hi - 1
+            return F.when(hi > lo, F.sequence(lo, hi - 1)).otherwise(F.array().cast("array<int>"))
+
+        if p.split_kind == "time":  # rank from the end on each side of the cut
+            cut = F.size(F.filter(seq, lambda e: e["ts"] < int(p.split_value)))
+            positions = F.concat(run(F.greatest(cut - keep_n, F.lit(0)), cut), run(F.greatest(n - keep_n, cut), n))
+        else:
+            cut = n
+            positions = run(F.greatest(n - (keep_n + 2 if p.split_kind == "last" else keep_n), F.lit(0)), n)
+        t = self.sequences.join(self.users, "user_key").select(
+            "*", cut.alias("_cut"), n.alias("_n"), F.explode(positions).alias("_p"))
+        event = F.element_at(seq, F.col("_p") + 1)
+        t = t.select("*", *[event[c].alias(c) for c in ("position", "ts", "item_idx", "category_idx")])
+        t = t.withColumn("end", F.array_position(seq["ts"], F.col("ts")) - 1).filter(F.col("end") > 0)
+        rank = F.when(F.col("_p") >= F.col("_cut"), F.col("_n")).otherwise(F.col("_cut")) - 1 - F.col("_p")
         split = _split_code(p, keep_n, F.lit(True), F.col("ts"), rank, lambda cond: rank,
                             uniform(p.seed, F.col("uh"), rules.SALT_USER_SPLIT))
-        eligible = self.events.filter(F.col("end") > 0)
-        targets = eligible.withColumn("split", split).filter(F.col("split") >= 0).join(self.sequences, "user_key")
+        t = t.withColumn("split", split).filter(F.col("split") >= 0).drop("_cut", "_n", "_p")
         # A test target's exclusions for its candidates: every earlier behaviour and the target itself.
-        excl = F.concat(F.slice(F.col("seq")["item_idx"], 1, F.col("end")), F.array("item_idx"))
-        targets = targets.withColumn("excl", F.when(F.col("split") == 2, excl))
-        return self._keep(with_history(targets, p.max_len))
+        excl = F.concat(F.slice(seq["item_idx"], 1, F.col("end")), F.array("item_idx"))
+        t = t.withColumn("excl", F.when(F.col("split") == 2, excl))
+        return self._keep(with_history(t, p.max_len))
 
     def review_samples(self, targets):
         F, p = self.F, self.params
