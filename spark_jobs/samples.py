@@ -1,8 +1,9 @@
 """The sample builder in Spark SQL: windows per user, histories as array slices, hash-seeded draws.
 
-    distinct events --window by user, (ts, item) order--> positions, aux negatives, targets, splits
-    one sorted array per user (its sequence) joined to targets --> the history strictly before each
-    --> samples (each target and its negative, or the logged impressions) and scoring requests
+    distinct events --window by user, (ts, item) order--> positions and aux negatives
+    --> one sorted array per user (its sequence) --> targets and splits (array positions), the history
+    strictly before each (a slice) --> samples (each target and its negative, or the logged
+    impressions) and scoring requests (hash-seeded candidate draws)
 
 No row leaves the JVM and no Python runs per user. Every random draw is Spark's xxhash64 of (seed, user
 id, position, salt[, j]) mapped to an integer point of the items' weight intervals, and the item that
