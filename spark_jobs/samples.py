@@ -90,10 +90,10 @@ class ItemDraws:
         return self._at(frame, self._point(u, self.F.lit(self.total).cast("long")), item, category)
 
 
-def _split_code(params: rules.SampleParams, keep_n: int | None, eligible, ts, rank, rank_of, user_u):
-    """Split code (0 train, 1 valid, 2 test, -1 unused): `dien_batch.data.samples._split_of_rank` in SQL.
-    `rank` counts from the user's last eligible row (0 = last); `rank_of(cond)` the same among rows
-    meeting cond; keep_n None keeps every row."""
+def _split_code(params: rules.SampleParams, keep_n: int | None, ts, rank, user_u):
+    """Split code (0 train, 1 valid, 2 test, -1 unused): `dien_batch.data.samples._split_of_rank` in SQL,
+    for rows that are all eligible. `rank` counts from the user's last row (0 = last; a time split: on
+    the row's side of the cut); keep_n None keeps every row."""
     F = _F()
 
     def within(r):
@@ -101,18 +101,14 @@ def _split_code(params: rules.SampleParams, keep_n: int | None, eligible, ts, ra
 
     kind = params.split_kind
     if kind == "last":
-        code = (F.when(eligible & (rank == 0), 2).when(eligible & (rank == 1), 1)
-                .when(eligible & (rank >= 2) & within(rank - 2), 0))
+        code = F.when(rank == 0, 2).when(rank == 1, 1).when(within(rank - 2), 0)
     elif kind == "time":
-        after = eligible & (ts >= int(params.split_value))
-        before = eligible & (ts < int(params.split_value))
-        kept = before & within(rank_of(before))
-        code = (F.when(after & within(rank_of(after)), 2).when(kept & (ts >= int(params.valid_from)), 1)
+        kept = within(rank)
+        code = (F.when(kept & (ts >= int(params.split_value)), 2).when(kept & (ts >= int(params.valid_from)), 1)
                 .when(kept, 0))
     elif kind == "users":
         frac = params.split_value
-        group = F.when(user_u < frac, 2).when(user_u < 2 * frac, 1).otherwise(0)
-        code = F.when(eligible & within(rank), group)
+        code = F.when(within(rank), F.when(user_u < frac, 2).when(user_u < 2 * frac, 1).otherwise(0))
     else:
         raise ValueError(f"unknown split '{params.split}'")
     return F.coalesce(code, F.lit(-1)).cast("tinyint")
@@ -215,8 +211,7 @@ class SampleBuilder:
         t = t.select("*", *[event[c].alias(c) for c in ("position", "ts", "item_idx", "category_idx")])
         t = t.withColumn("end", F.array_position(seq["ts"], F.col("ts")) - 1).filter(F.col("end") > 0)
         rank = F.when(F.col("_p") >= F.col("_cut"), F.col("_n")).otherwise(F.col("_cut")) - 1 - F.col("_p")
-        split = _split_code(p, keep_n, F.lit(True), F.col("ts"), rank, lambda cond: rank,
-                            uniform(p.seed, F.col("uh"), rules.SALT_USER_SPLIT))
+        split = _split_code(p, keep_n, F.col("ts"), rank, uniform(p.seed, F.col("uh"), rules.SALT_USER_SPLIT))
         t = t.withColumn("split", split).filter(F.col("split") >= 0).drop("_cut", "_n", "_p")
         # A test target's exclusions for its candidates: every earlier behaviour and the target itself.
         excl = F.concat(F.slice(seq["item_idx"], 1, F.col("end")), F.array("item_idx"))
@@ -281,8 +276,7 @@ class SampleBuilder:
         imps = imps.join(self.users, "user_key")
         latest_first = W.partitionBy("user_key").orderBy(F.col("ts").desc(), F.col("request").desc())
         rank = F.dense_rank().over(latest_first) - 1
-        split = _split_code(p, None, F.lit(True), F.col("ts"), rank, lambda cond: F.lit(0),
-                            uniform(p.seed, F.col("uh"), rules.SALT_USER_SPLIT))
+        split = _split_code(p, None, F.col("ts"), rank, uniform(p.seed, F.col("uh"), rules.SALT_USER_SPLIT))
         imps = imps.withColumn("split", split).join(self.sequences, "user_key", "left").withColumn(
             "seq", F.coalesce("seq", F.array().cast(self.sequences.schema["seq"].dataType)))
         imps = imps.withColumn("end", F.size(F.filter("seq", lambda e: e["ts"] < F.col("ts"))))
