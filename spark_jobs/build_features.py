@@ -29,7 +29,7 @@ from dien_batch.io import Timer, atomic_output_dir, data_files, hash_inputs, lib
 
 from . import quality
 from .readers import good_rows, read_table, resolve
-from .samples import SampleBuilder
+from .samples import SampleBuilder, broadcast_small
 
 MIN_TS_DEFAULT = "1995-01-01"
 POSITIVE_RATE_BOUNDS = (0.0005, 0.9995)
@@ -103,13 +103,16 @@ def _with_validation_window(params: builder.SampleParams, targets, fraction: flo
     return f"time:{cut}:{int(quantile[0]) if quantile else cut}"
 
 
+SPARK_TYPES = {pa.int8(): "tinyint", pa.int32(): "int", pa.int64(): "bigint", pa.float32(): "float",
+               pa.float64(): "double", pa.string(): "string"}
+
+
+def spark_type(t: pa.DataType) -> str:
+    """The Spark SQL type name of an Arrow type (scalars and lists of them)."""
+    return f"array<{spark_type(t.value_type)}>" if pa.types.is_list(t) else SPARK_TYPES[t]
+
+
 def arrow_to_ddl(arrow_schema: pa.Schema) -> str:
-    names = {pa.int8(): "tinyint", pa.int32(): "int", pa.int64(): "bigint", pa.float32(): "float",
-             pa.float64(): "double", pa.string(): "string"}
-
-    def spark_type(t: pa.DataType) -> str:
-        return f"array<{spark_type(t.value_type)}>" if pa.types.is_list(t) else names[t]
-
     return ", ".join(f"`{f.name}` {spark_type(f.type)}" for f in arrow_schema)
 
 
@@ -275,12 +278,11 @@ def _build_vocab(events, impressions, reuse: str | None) -> tuple[dict[str, pa.T
 
 def _attach_keys(spark, df, keys: dict[str, pa.Table], roles: dict[str, str]):
     """Join `<role>_key` and `<role>_idx` onto a frame by its raw id columns (small tables are broadcast)."""
-    from pyspark.sql import functions as F
 
     for role, name in roles.items():
         table = keys[name].select(["id", "key", "idx"])
         lookup = spark.createDataFrame(table.to_pandas()).toDF(role, f"{role}_key", f"{role}_idx")
-        df = df.join(F.broadcast(lookup) if table.num_rows <= 2_000_000 else lookup, role, "left")
+        df = df.join(broadcast_small(lookup, table.num_rows), role, "left")
     return df
 
 
@@ -298,7 +300,7 @@ def _distinct_events(spark, good_events, keys):
 
     enc = _attach_keys(spark, good_events, keys, {"user": "user"})
     items = spark.createDataFrame(keys["item"].to_pandas()).toDF("item", "item_key", "item_idx", "category_idx")
-    enc = enc.join(F.broadcast(items) if keys["item"].num_rows <= 2_000_000 else items, "item", "left")
+    enc = enc.join(broadcast_small(items, keys["item"].num_rows), "item", "left")
     # Partitioned by user once: the de-duplication and every per-user window after it reuse this shuffle.
     return enc.repartition("user_key").groupBy("user_key", "item_key", "ts").agg(
         F.count("*").alias("n"), F.first("item_idx").alias("item_idx"), F.first("category_idx").alias("category_idx"))

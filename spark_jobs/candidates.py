@@ -46,13 +46,12 @@ from .build_features import (
     item_categories,
 )
 from .readers import read_table, resolve
+from .samples import broadcast_small
 
 
 def _lookup(spark, table, names: list[str]):
-    from pyspark.sql import functions as F
 
-    frame = spark.createDataFrame(table.to_pandas()).toDF(*names)
-    return F.broadcast(frame) if table.num_rows <= 2_000_000 else frame
+    return broadcast_small(spark.createDataFrame(table.to_pandas()).toDF(*names), table.num_rows)
 
 
 def run(cfg: BuildConfig, spark=None) -> dict:

@@ -48,8 +48,8 @@ class ItemDraws:
         F = _F()
         self.total, self.first, self.count = sampler.total, int(sampler.items[0]), len(sampler.items)
         self.width = -(-self.total // self.count)  # ceil: about one item per bucket
-        weight = sampler.weight_of[sampler.items]
-        lo, hi = sampler.lo_of[sampler.items], sampler.lo_of[sampler.items] + weight
+        weight, hi = sampler.weight_of[sampler.items], sampler.hi
+        lo = hi - weight
         self.weights = broadcast_small(spark.createDataFrame(pd.DataFrame(
             {"_w_item": sampler.items, "_w_lo": lo, "_w": weight})), self.count)
         first_b, last_b = lo // self.width, (hi - 1) // self.width
@@ -118,34 +118,25 @@ def with_history(frame, max_len: int):
     """frame (with `seq`, a user's sorted sequence, and `end`, the count of its events before the
     target) with the history columns of the sample schema in place of `seq`."""
     F = _F()
-    for name, col in _history(F.col("seq"), F.col("end"), max_len).items():
-        frame = frame.withColumn(name, col)
-    return frame.drop("seq")
-
-
-def _history(seq, end, max_len: int) -> dict:
-    F = _F()
+    end = F.col("end")
     start = F.greatest(end - max_len, F.lit(0))
-    h = F.slice(seq, start + 1, end - start)
-    return {
-        "hist_item_idx": h["item_idx"], "hist_category_idx": h["category_idx"],
-        "neg_item_idx": h["neg_item_idx"], "neg_category_idx": h["neg_category_idx"],
-        "hist_len": F.size(h).cast("int"),
-        "hist_last_ts": F.when(F.size(h) > 0, F.element_at(h, -1)["ts"]).cast("long"),
-    }
+    h = F.slice(F.col("seq"), start + 1, end - start)
+    return frame.select("*", h["item_idx"].alias("hist_item_idx"), h["category_idx"].alias("hist_category_idx"),
+                        h["neg_item_idx"].alias("neg_item_idx"), h["neg_category_idx"].alias("neg_category_idx"),
+                        F.size(h).cast("int").alias("hist_len"),
+                        F.when(F.size(h) > 0, F.element_at(h, -1)["ts"]).cast("long").alias("hist_last_ts"),
+                        ).drop("seq")
 
 
 def _select(frame, columns: dict, target, extra=()):
     """frame's columns in the order and types of `target` (an Arrow schema); absent ones null."""
-    import pyarrow as pa
-
-    from .build_features import arrow_to_ddl
+    from .build_features import spark_type
 
     F = _F()
     out = []
     for field in target:
         col = columns.get(field.name, F.col(field.name) if field.name in frame.columns else F.lit(None))
-        out.append(col.cast(arrow_to_ddl(pa.schema([field])).split(" ", 1)[1]).alias(field.name))
+        out.append(col.cast(spark_type(field.type)).alias(field.name))
     return frame.select(*out, *extra)
 
 
