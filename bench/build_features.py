@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from rounds import run_rounds
+from rounds import machine_line, run_rounds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,8 +166,7 @@ def main() -> None:
             result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min); "
-          f"{os.cpu_count()} cores; {args.repeats} rounds, each engine in its own process")
+    print(f"{machine_line()}; {args.repeats} rounds, each engine in its own process")
     table = []
     for n in args.events:
         events = make_events(n, args.work)

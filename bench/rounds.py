@@ -4,6 +4,8 @@ that a drift in the machine's speed (this VM's moves by ±15% within minutes) hi
 from __future__ import annotations
 
 import json
+import os
+import platform
 import subprocess
 import sys
 from collections.abc import Callable
@@ -29,3 +31,24 @@ def run_rounds(names: list[str], repeats: int, command: Callable[[str], list[str
             shown = f" {results[name][-1][rate]:,.0f} {rate}" if rate else ""
             print(f"round {repeat + 1}: {name}{shown}", flush=True)
     return results
+
+
+def machine_line() -> str:
+    """The load average (run benchmarks on an idle machine) and the CPU: its model and widest vector
+    instructions, which set what the fused kernels can reach (figures from AVX-512 and AVX2 machines differ
+    by 2-3x)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    isa = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("sse4_2", "SSE4.2"))
+                if flag in flags), "unknown ISA")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"load average before: {load} (1, 5, 15 min); {os.cpu_count()} CPUs, {model}, {isa}"

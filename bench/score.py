@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rounds import run_rounds  # noqa: E402
+from rounds import machine_line, run_rounds  # noqa: E402
 
 T, K, H, E = 100, 50, 36, 18
 WARM_UP = 20  # requests scored once, untimed, by every implementation
@@ -229,8 +229,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_engine(args.child, args.work, args.threads)))
         return
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
-          f"(1, 5, 15 min; {os.cpu_count()} CPUs); {args.threads} threads", flush=True)
+    print(f"{machine_line()}; {args.threads} threads", flush=True)
     args.work = args.work / f"requests-{args.requests}"
     if not (args.work / "dien.onnx").exists():  # make_data's last output: the data is complete
         make_data(args.work, args.requests)

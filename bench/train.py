@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rounds import run_rounds  # noqa: E402
+from rounds import machine_line, run_rounds  # noqa: E402
 
 from dien_batch.evaluation.metrics import auc  # noqa: E402
 from dien_batch.model import batches  # noqa: E402
@@ -160,8 +159,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, features, args.samples, args.epochs)))
         return
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min; "
-          f"{os.cpu_count()} CPUs)", flush=True)
+    print(machine_line(), flush=True)
     train = load(features, "train", args.samples)
     lengths = train.column("hist_len").to_numpy()
     print(f"{train.num_rows:,} training samples (mean history {lengths.mean():.1f}, max {lengths.max()}), "
