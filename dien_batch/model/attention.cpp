@@ -21,11 +21,7 @@ using namespace dien_kernels;
 
 namespace {
 
-#ifdef __AVX512F__
-constexpr int kSteps = 16;  // steps per block: one vector of lanes
-#else
-constexpr int kSteps = 8;
-#endif
+constexpr int kSteps = kLanes;  // steps per block: one vector register of lanes
 constexpr int kUnits = 8;  // outputs per register tile: kUnits vectors of accumulators
 
 constexpr int64_t units_padded(int64_t n) { return (n + kUnits - 1) / kUnits * kUnits; }

@@ -1,6 +1,6 @@
-// Shared pieces of the CPU kernels (recurrence.cpp, attention.cpp): vectorisable exp, sigmoid, tanh,
-// the register-tiled product of a block of kRows rows with a weight matrix, and the zero padding of
-// weights to its tile width.
+// Shared pieces of the CPU kernels: vectorisable exp, sigmoid and tanh (recurrence.cpp, attention.cpp) and
+// the vector width kLanes; for recurrence.cpp the register-tiled product of a block of kRows rows with a
+// weight matrix and the zero padding of weights to its tile width.
 #pragma once
 
 #include <torch/extension.h>
@@ -42,9 +42,9 @@ inline float fast_tanh(float x) {  // tanh(x) = 1 - 2 / (exp(2x) + 1), exact to 
 }
 
 constexpr int kRows = 8;   // rows stepped together: each weight row loaded once per step serves all of them
-// Outputs per register tile and per gate vector (the padded gate width is a multiple of it): one vector
-// register. On AVX2 (8 floats) a 16-wide tile needs all 16 registers for its accumulators, and H = 36
-// gates in 16-wide vectors compute 48 units; 8-wide, 40 (min of 4 runs, scoring shapes: 45 -> 36 ms).
+// Floats per vector register: the width of block_products' tiles, of the gate vectors and of the
+// attention kernel's step blocks (the padded gate width is a multiple of it). On AVX2, H = 36 gates in
+// 16-wide vectors compute 48 units, 8-wide 40 (scoring-shape recurrence 45 -> 36 ms, min of 4 runs).
 #ifdef __AVX512F__
 constexpr int kLanes = 16;
 #else
