@@ -29,14 +29,15 @@ from dien_batch.io import Timer, atomic_output_dir, data_files, hash_inputs, lib
 
 from . import quality
 from .readers import good_rows, read_table, resolve
-from .samples import SampleBuilder, broadcast_small
+from .samples import SampleBuilder
+from .vocabulary import NAMES as VOCABS
+from .vocabulary import Vocabulary
 
 MIN_TS_DEFAULT = "1995-01-01"
 POSITIVE_RATE_BOUNDS = (0.0005, 0.9995)
 SPLIT_DIRS = dict(enumerate(builder.SPLITS))
 UNKNOWN_CATEGORY = "<unknown>"  # the category of an item the item table does not know
 MIN_KNOWN_SHARE = 0.01  # a reused vocabulary that knows fewer of the users and of the items is from elsewhere
-VOCABS = ("user", "item", "category")
 ROW_GROUP_BYTES = 16 * 1024 * 1024  # small row groups: training shuffles by row group
 
 
@@ -186,13 +187,6 @@ def item_categories(spark, inputs: Inputs, name: str = "category"):
     return meta.filter(F.col("_reason").isNull()).groupBy("item").agg(F.min("category").alias(name))
 
 
-def copy_vocabulary(vocab: str | Path, out: Path) -> None:
-    """A reused vocabulary into out/, byte for byte (its fingerprint is over content either way)."""
-    out.mkdir()
-    for name in VOCABS:
-        shutil.copyfile(Path(vocab) / f"{name}.parquet", out / f"{name}.parquet")
-
-
 def _event_rows(spark, inputs: Inputs, with_source: bool = False):
     """Every event row with `_reason` (row rules) and `_filtered` (excluded by --behaviors or --until)."""
     from pyspark.sql import functions as F
@@ -221,68 +215,10 @@ def _good(df, inputs: Inputs, *columns):
     return good.select(*[c if c in good.columns else F.lit(None).cast(optional[c]).alias(c) for c in columns])
 
 
-def _build_vocab(events, impressions, reuse: str | None) -> tuple[dict[str, pa.Table], dict[str, pa.Table]]:
-    """The vocabularies (reserved 0 = padding, 1 = OOV, then by descending count, ties by id) and this
-    build's key tables: every distinct raw id with a dense local key and its vocabulary idx (OOV when
-    a reused vocabulary lacks it). Local keys group and de-duplicate rows on integers, and keep users
-    or items that are new to a reused vocabulary apart."""
-    from pyspark.sql import functions as F
-
-    stats = {
-        "user": events.groupBy(F.col("user").alias("id")).agg(F.count("*").alias("count")),
-        "item": events.groupBy(F.col("item").alias("id")).agg(  # category: the latest event's (ties: largest)
-            F.count("*").alias("count"), F.max(F.struct("ts", "category")).getField("category").alias("category")),
-        "category": events.groupBy(F.col("category").alias("id")).agg(F.count("*").alias("count")),
-    }
-    stats = {k: v.toArrow() for k, v in stats.items()}
-    if impressions is not None:  # ids seen only in impressions join the vocabulary with count 0
-        seen = impressions.select("user", "item", "category").distinct().toArrow()
-        for name in VOCABS:
-            ids = pc.unique(seen[name])
-            new = ids.filter(pc.invert(pc.is_in(ids, stats[name]["id"])))
-            extra = {"id": new, "count": pa.array(np.zeros(len(new), np.int64))}
-            if name == "item":
-                first = pc.index_in(new, seen["item"])
-                extra["category"] = pc.take(seen["category"], first)
-            stats[name] = pa.concat_tables([stats[name], pa.table(extra).select(stats[name].column_names)],
-                                           promote_options="permissive")
-    if reuse:
-        vocab = {name: pq.read_table(Path(reuse) / f"{name}.parquet") for name in VOCABS}
-    else:
-        vocab = {}
-        for name in ("category", "user", "item"):
-            table = stats[name].sort_by([("count", "descending"), ("id", "ascending")])
-            n = table.num_rows + schema.FIRST_IDX
-            columns = {"id": pa.concat_arrays([pa.array(["<pad>", "<oov>"]), table["id"].combine_chunks()]),
-                       "idx": pa.array(np.arange(n, dtype=np.int32)),
-                       "count": pa.concat_arrays([pa.array([0, 0], pa.int64()),
-                                                  table["count"].combine_chunks().cast(pa.int64())])}
-            if name == "item":
-                cat_idx = pc.index_in(table["category"], vocab["category"]["id"])
-                columns["category_idx"] = pa.concat_arrays(
-                    [pa.array([schema.PAD_IDX, schema.OOV_IDX], pa.int32()),
-                     pc.fill_null(cat_idx, schema.OOV_IDX).combine_chunks().cast(pa.int32())])
-            vocab[name] = pa.table(columns, schema=schema.ITEM_VOCAB if name == "item" else schema.VOCAB)
-    keys = {}
-    for name in VOCABS:
-        ids = stats[name]["id"].combine_chunks().sort()
-        idx = pc.fill_null(pc.index_in(ids, vocab[name]["id"]), schema.OOV_IDX).cast(pa.int32())
-        keys[name] = pa.table({"id": ids, "key": pa.array(np.arange(len(ids), dtype=np.int32)), "idx": idx})
-    # One category per item everywhere (its latest event's, as in the vocabulary): histories and targets agree.
-    item_stats = stats["item"].sort_by("id")
-    item_category = pc.index_in(item_stats["category"], vocab["category"]["id"])
-    keys["item"] = keys["item"].append_column(
-        "category_idx", pc.fill_null(item_category, schema.OOV_IDX).cast(pa.int32()).combine_chunks())
-    return vocab, keys
-
-
-def _attach_keys(spark, df, keys: dict[str, pa.Table], roles: dict[str, str]):
+def _attach_keys(df, vocab: Vocabulary, roles: dict[str, str]):
     """Join `<role>_key` and `<role>_idx` onto a frame by its raw id columns (small tables are broadcast)."""
-
     for role, name in roles.items():
-        table = keys[name].select(["id", "key", "idx"])
-        lookup = spark.createDataFrame(table.to_pandas()).toDF(role, f"{role}_key", f"{role}_idx")
-        df = df.join(broadcast_small(lookup, table.num_rows), role, "left")
+        df = df.join(vocab.lookup(name, role), role, "left")
     return df
 
 
@@ -294,23 +230,22 @@ def _sampler(vocab: dict[str, pa.Table], uniform: bool) -> builder.ItemSampler:
         np.asarray(vocab["category"]["id"].to_pylist(), dtype=object), uniform=uniform)
 
 
-def _distinct_events(spark, good_events, keys):
+def _distinct_events(good_events, vocab: Vocabulary):
     """Encoded events, one row per (user, item, ts): duplicates folded into a count `n`."""
     from pyspark.sql import functions as F
 
-    enc = _attach_keys(spark, good_events, keys, {"user": "user"})
-    items = spark.createDataFrame(keys["item"].to_pandas()).toDF("item", "item_key", "item_idx", "category_idx")
-    enc = enc.join(broadcast_small(items, keys["item"].num_rows), "item", "left")
+    enc = _attach_keys(good_events, vocab, {"user": "user"}).join(
+        vocab.lookup("item", "item", "category_idx"), "item", "left")
     # Partitioned by user once: the de-duplication and every per-user window after it reuse this shuffle.
     return enc.repartition("user_key").groupBy("user_key", "item_key", "ts").agg(
         F.count("*").alias("n"), F.first("item_idx").alias("item_idx"), F.first("category_idx").alias("category_idx"))
 
 
-def _distinct_impressions(spark, good_impressions, keys):
+def _distinct_impressions(good_impressions, vocab: Vocabulary):
     """Encoded impressions, one row per (request, item): repeats folded into a count `n`."""
     from pyspark.sql import functions as F
 
-    enc = _attach_keys(spark, good_impressions, keys, {"user": "user", "item": "item", "category": "category"})
+    enc = _attach_keys(good_impressions, vocab, {"user": "user", "item": "item", "category": "category"})
     fields = ["user_key", "ts", "item_idx", "category_idx", "item", "category", "clicked", "bid", "p_true",
               "position"]
     agg = enc.groupBy("request", "item_key").agg(F.count("*").alias("n"), F.min(F.struct(*fields)).alias("s"))
@@ -341,7 +276,7 @@ def _write_splits(samples, tmp: Path) -> None:
     shutil.rmtree(staging)
 
 
-def _rejects(spark, inputs: Inputs, keys, distinct_events, distinct_imps, too_few_users):
+def _rejects(spark, inputs: Inputs, vocab: Vocabulary, distinct_events, distinct_imps, too_few_users):
     """Every rejected row: row-rule failures as read (with their file), duplicates, too-short users."""
     from pyspark.sql import functions as F
 
@@ -352,20 +287,20 @@ def _rejects(spark, inputs: Inputs, keys, distinct_events, distinct_imps, too_fe
             *[F.col(c).alias(c[4:]) for c in raw], F.col("_corrupt").alias("record"))
 
     def ids(role):
-        return spark.createDataFrame(keys[role].select(["id", "key"]).to_pandas()).toDF(role, f"{role}_key")
+        return vocab.lookup(role, role).drop(f"{role}_idx")
 
     parts = [rule_rejects("events", _event_rows(spark, inputs, with_source=True))]
     if "meta" in inputs.tables:
         parts.append(rule_rejects("meta", read_table(spark, inputs.tables["meta"], with_source=True)))
     dup_events = (distinct_events.filter(F.col("n") > 1)
                   .withColumn("copy", F.explode(F.sequence(F.lit(2), F.col("n"))))
-                  .join(F.broadcast(ids("user")), "user_key").join(F.broadcast(ids("item")), "item_key")
+                  .join(ids("user"), "user_key").join(ids("item"), "item_key")
                   .select(F.lit("events").alias("input"), F.lit("duplicate_event").alias("reason"), "user", "item",
                           F.col("ts").cast("string").alias("ts")))
     parts.append(dup_events)
     if too_few_users is not None:
-        parts.append(distinct_events.join(too_few_users, "user_key").join(F.broadcast(ids("user")), "user_key")
-                     .join(F.broadcast(ids("item")), "item_key").select(
+        parts.append(distinct_events.join(too_few_users, "user_key").join(ids("user"), "user_key")
+                     .join(ids("item"), "item_key").select(
                          F.lit("events").alias("input"), F.lit("too_few_events").alias("reason"), "user", "item",
                          F.col("ts").cast("string").alias("ts")))
     if distinct_imps is not None:
@@ -408,10 +343,9 @@ def run(cfg: BuildConfig, spark=None) -> dict:
         from .candidates import run as build_candidates
 
         return build_candidates(cfg, spark)
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from .session import parse_conf, spark_session
+    from .session import Persisted, parse_conf, spark_session
 
     timer, started = Timer(), time.perf_counter()
     params = builder.SampleParams(seed=cfg.seed, max_len=cfg.max_len, samples=cfg.samples,
@@ -426,11 +360,7 @@ def run(cfg: BuildConfig, spark=None) -> dict:
     review_style = "impressions" not in inputs.tables
     spark = spark or spark_session(cfg.master, driver_memory=cfg.driver_memory, conf=parse_conf(cfg.spark_conf))
     bar = ui.progress(total=6, desc="build-features", unit="step", unit_scale=False)
-    persisted = []
-
-    def keep(df):
-        persisted.append(df.persist(StorageLevel.MEMORY_AND_DISK))
-        return persisted[-1]
+    keep = Persisted()
 
     with atomic_output_dir(cfg.out) as tmp:
         with timer("read_and_quarantine"):
@@ -455,23 +385,17 @@ def run(cfg: BuildConfig, spark=None) -> dict:
             raise DataValidationError(f"events: every row was rejected or filtered: {counts['events'][2]} "
                                       "(expectation expect_table_row_count_to_be_between failed)")
         with timer("vocabulary"):
-            vocab, keys = _build_vocab(good_events, good_imps, cfg.vocab)
-            known = {name: round(float(pc.mean(pc.not_equal(keys[name]["idx"], schema.OOV_IDX)).as_py() or 0), 4)
-                     for name in VOCABS}
+            vocab = Vocabulary(spark, good_events, good_imps, cfg.vocab, keep)
+            known = vocab.known_share()
             if cfg.vocab and max(known["user"], known["item"]) < MIN_KNOWN_SHARE:
                 raise DataValidationError(
                     f"--vocab {cfg.vocab} knows {known['user']:.1%} of this input's users and {known['item']:.1%} "
                     "of its items: a vocabulary from another dataset? (expectation "
                     "expect_column_values_to_be_in_set(vocabulary) failed)")
-            if cfg.vocab:
-                copy_vocabulary(cfg.vocab, tmp / "vocab")
-            else:
-                (tmp / "vocab").mkdir()
-                for name, table in vocab.items():
-                    pq.write_table(table, tmp / "vocab" / f"{name}.parquet")
-            sizes = quality.VocabSizes(*(vocab[n].num_rows for n in VOCABS))
-            distinct_events = keep(_distinct_events(spark, good_events, keys))
-            distinct_imps = None if good_imps is None else keep(_distinct_impressions(spark, good_imps, keys))
+            vocab.write(tmp / "vocab")
+            sizes = vocab.sizes
+            distinct_events = keep(_distinct_events(good_events, vocab))
+            distinct_imps = None if good_imps is None else keep(_distinct_impressions(good_imps, vocab))
         bar.update()
         with timer("samples"):
             too_few = None
@@ -484,9 +408,9 @@ def run(cfg: BuildConfig, spark=None) -> dict:
             else:
                 _add(counts, "impressions", "duplicate_impression",
                      distinct_imps.agg(F.sum(F.col("n") - 1)).first()[0] or 0)
-            users = spark.createDataFrame(keys["user"].to_pandas()).toDF("user_id", "user_key", "user_idx")
-            build = SampleBuilder(spark, params, _sampler(vocab, cfg.aux_neg == "uniform"), users,
-                                  keys["user"].num_rows, distinct_events, _item_fields(spark, vocab))
+            users = vocab.keys["user"].toDF("user_id", "user_key", "user_idx")
+            build = SampleBuilder(spark, params, _sampler(vocab.tables, cfg.aux_neg == "uniform"), users,
+                                  vocab.rows["user"], distinct_events, _item_fields(spark, vocab.tables))
             if review_style:
                 targets = build.review_targets()
                 samples, requests = build.review_samples(targets), build.review_requests(targets)
@@ -500,14 +424,13 @@ def run(cfg: BuildConfig, spark=None) -> dict:
             build.unpersist()
         bar.update()
         with timer("rejects"):
-            _rejects(spark, inputs, keys, distinct_events, distinct_imps, too_few).coalesce(1).write.parquet(
+            _rejects(spark, inputs, vocab, distinct_events, distinct_imps, too_few).coalesce(1).write.parquet(
                 str(tmp / "rejects"))
         bar.update()
         with timer("validation"):
             validator = quality.Validator(tmp / "validation")  # GX drops Spark's cache: run it last
             validator.run("events", good_events, quality.events_suite(inputs.ts_range))  # still cached: no re-read
-            for df in persisted:
-                df.unpersist()
+            keep.release()
             split_counts, validator = _validate(spark, tmp, validator, sizes, cfg.max_len)
         bar.update()
         bar.close()

@@ -32,21 +32,19 @@ from dien_batch.io import Timer, atomic_output_dir, data_files, hash_inputs, lib
 from . import quality
 from .build_features import (
     UNKNOWN_CATEGORY,
-    VOCABS,
     BuildConfig,
     Inputs,
     _accounting,
-    _build_vocab,
     _count_by_reason,
     _distinct_events,
     _event_rows,
     _good,
     arrow_to_ddl,
-    copy_vocabulary,
     item_categories,
 )
 from .readers import read_table, resolve
 from .samples import broadcast_small
+from .vocabulary import Vocabulary
 
 
 def _lookup(spark, table, names: list[str]):
@@ -59,7 +57,7 @@ def run(cfg: BuildConfig, spark=None) -> dict:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from .session import parse_conf, spark_session
+    from .session import Persisted, parse_conf, spark_session
 
     if not cfg.vocab:
         raise UsageError("--candidate-table needs --vocab TRAINED_FEATURES/vocab: candidates are scored with the "
@@ -73,18 +71,19 @@ def run(cfg: BuildConfig, spark=None) -> dict:
         cand_table = resolve("candidates", data_files(table_path), candidates_spec(table_path))
     spark = spark or spark_session(cfg.master, driver_memory=cfg.driver_memory, conf=parse_conf(cfg.spark_conf))
     bar = ui.progress(total=4, desc="build-features (candidates)", unit="step", unit_scale=False)
+    keep = Persisted()
     with atomic_output_dir(cfg.out) as tmp:
         with timer("read_and_quarantine"):
             events = _event_rows(spark, inputs)
             counts = {"events": list(_count_by_reason(events))}
-            good_events = _good(events, inputs, "user", "item", "category", "ts").persist()
+            good_events = keep(_good(events, inputs, "user", "item", "category", "ts"))
             raw = read_table(spark, cand_table, inputs.ts_range).withColumn("_filtered", F.lit(False))
             optional = [c for c in ("given_category", "bid", "position", "clicked") if c in raw.columns]
             rows = _good(raw, inputs, "request", "user", "ts", "item", *optional).withColumn(
                 "_order", F.monotonically_increasing_id())
             # A repeated (request, item): the first row is kept, the others are rejects.
             first = Window.partitionBy("request", "item").orderBy("_order")
-            rows = rows.withColumn("_copy", F.row_number().over(first)).persist()
+            rows = keep(rows.withColumn("_copy", F.row_number().over(first)))
             counts["candidates"] = list(_count_by_reason(raw))
             duplicates = rows.filter(F.col("_copy") > 1)
             n_duplicates = duplicates.count()
@@ -93,13 +92,13 @@ def run(cfg: BuildConfig, spark=None) -> dict:
             rows = rows.filter(F.col("_copy") == 1)
         bar.update()
         with timer("vocabulary"):
-            vocab, keys = _build_vocab(good_events, None, cfg.vocab)
-            copy_vocabulary(cfg.vocab, tmp / "vocab")
-            sizes = quality.VocabSizes(*(vocab[n].num_rows for n in VOCABS))
-            distinct = _distinct_events(spark, good_events, keys)
+            vocab = Vocabulary(spark, good_events, None, cfg.vocab, keep)
+            vocab.write(tmp / "vocab")
+            sizes = vocab.sizes
+            distinct = _distinct_events(good_events, vocab)
         bar.update()
         with timer("requests"):
-            requests, oov = _requests(spark, cfg, rows, optional, distinct, keys, vocab, inputs)
+            requests, oov = _requests(spark, cfg, rows, optional, distinct, vocab, inputs)
             requests.write.parquet(str(tmp / "requests"))
         bar.update()
         with timer("rejects"):
@@ -112,8 +111,7 @@ def run(cfg: BuildConfig, spark=None) -> dict:
                 F.col("request").alias("request"), F.col("user").alias("user"), F.col("item").alias("item")),
                 allowMissingColumns=True)
             rejects.coalesce(1).write.parquet(str(tmp / "rejects"))
-        good_events.unpersist()
-        rows.unpersist()
+        keep.release()
         with timer("validation"):
             validator = quality.Validator(tmp / "validation")
             written = spark.read.schema(arrow_to_ddl(schema.REQUESTS)).parquet(str(tmp / "requests"))
@@ -142,18 +140,19 @@ def run(cfg: BuildConfig, spark=None) -> dict:
     return manifest
 
 
-def _requests(spark, cfg: BuildConfig, rows, optional: list[str], distinct, keys, vocab, inputs):
+def _requests(spark, cfg: BuildConfig, rows, optional: list[str], distinct, vocab: Vocabulary, inputs):
     """One row per request in the REQUESTS schema, and the out-of-vocabulary counts."""
     from pyspark.sql import functions as F
 
-    users = _lookup(spark, vocab["user"].select(["id", "idx"]), ["user", "user_idx"])
-    user_keys = _lookup(spark, keys["user"].select(["id", "key"]), ["user", "user_key"])  # whose events we hold
-    items = _lookup(spark, vocab["item"].select(["id", "idx", "category_idx"]), ["item", "item_idx", "vocab_cat"])
-    categories = _lookup(spark, vocab["category"].select(["id", "idx"]), ["category_id", "cat_idx"])
+    users = vocab.reused("user").select(F.col("id").alias("user"), F.col("idx").alias("user_idx"))
+    user_keys = vocab.lookup("user", "user").drop("user_idx")  # whose events we hold
+    tables = vocab.tables
+    items = _lookup(spark, tables["item"].select(["id", "idx", "category_idx"]), ["item", "item_idx", "vocab_cat"])
+    categories = _lookup(spark, tables["category"].select(["id", "idx"]), ["category_id", "cat_idx"])
     cand = rows.join(users, "user", "left").join(user_keys, "user", "left").join(items, "item", "left")
     if "meta" in inputs.tables:  # the item table's category for candidates the file gives none
         cand = cand.join(item_categories(spark, inputs, "meta_category"), "item", "left")
-    vocab_names = _lookup(spark, vocab["category"].select(["idx", "id"]), ["vocab_cat", "vocab_category"])
+    vocab_names = _lookup(spark, tables["category"].select(["idx", "id"]), ["vocab_cat", "vocab_category"])
     cand = cand.join(vocab_names, "vocab_cat", "left")
     given = F.col("given_category") if "given_category" in optional else F.lit(None).cast("string")
     given = F.when(F.trim(given) != "", F.trim(given))

@@ -20,6 +20,8 @@ import pandas as pd
 from dien_batch import schema
 from dien_batch.data import samples as rules
 
+from .session import Persisted
+
 BROADCAST_ROWS = 2_000_000  # lookup tables up to this size are broadcast
 
 
@@ -163,17 +165,10 @@ class SampleBuilder:
         # One row per user: its events in order (the struct sorts by position first).
         self.sequences = ev.groupBy("user_key").agg(F.array_sort(F.collect_list(F.struct(
             "position", "ts", "item_idx", "category_idx", "neg_item_idx", "neg_category_idx"))).alias("seq"))
-        self._persisted = []
+        self._keep = Persisted()
 
     def unpersist(self) -> None:
-        for df in self._persisted:
-            df.unpersist()
-
-    def _keep(self, df):
-        from pyspark import StorageLevel
-
-        self._persisted.append(df.persist(StorageLevel.MEMORY_AND_DISK))
-        return df
+        self._keep.release()
 
     # ---- review style: each behaviour with history is a target -------------------------------------------
 

@@ -106,3 +106,22 @@ def spark_session(master: str = "local[2]", *, app: str = "dien-batch", driver_m
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+class Persisted:
+    """The frames one job caches (memory, spilling to disk): `keep(df)` persists and returns df;
+    `release()` unpersists them all."""
+
+    def __init__(self):
+        self.frames = []
+
+    def __call__(self, df):
+        from pyspark import StorageLevel
+
+        self.frames.append(df.persist(StorageLevel.MEMORY_AND_DISK))
+        return df
+
+    def release(self) -> None:
+        for df in self.frames:
+            df.unpersist()
+        self.frames.clear()
