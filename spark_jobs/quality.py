@@ -1,8 +1,10 @@
 """Great Expectations suites on Spark DataFrames: cleaned events, built samples, scoring requests.
 
 Each suite runs through a Checkpoint that writes its result JSON and Data Docs HTML under
-`OUT/validation/`. Expectations GX cannot express on Spark arrays (list lengths, element ranges) are
-`UnexpectedRowsExpectation`s with Spark SQL.
+`OUT/validation/`. Checks GX cannot express on Spark arrays (list lengths, element ranges) are row
+checks: Spark SQL conditions run as `UnexpectedRowsExpectation`s. GX caches the frame it validates and
+makes a pass over it per metric (about 40 for the samples), so a frame with lists is first narrowed to
+its scalar columns and one flag per row check: the lists are read once, in the pass that fills the cache.
 """
 
 from __future__ import annotations
@@ -19,6 +21,15 @@ class VocabSizes:
     users: int
     items: int
     categories: int
+
+
+@dataclass(frozen=True)
+class Suite:
+    """Expectations on columns and the table, and row checks: description -> a Spark SQL condition
+    that holds on a bad row."""
+
+    expectations: list
+    row_checks: dict[str, str]
 
 
 @dataclass
@@ -43,24 +54,35 @@ def _rows(description: str, where: str):
         unexpected_rows_query=f"SELECT * FROM {{batch}} WHERE {where}", description=description)
 
 
-def events_suite(ts_range: tuple[int, int]) -> list:
+def _checked(df, suite: Suite):
+    """(the frame GX validates, its expectations): df itself when it has no list or map columns, else
+    df's scalar columns and a boolean `_fails_<i>` per row check, which its row expectation selects on."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, MapType
+
+    scalars = [f.name for f in df.schema.fields if not isinstance(f.dataType, (ArrayType, MapType))]
+    if len(scalars) == len(df.columns):
+        return df, [*suite.expectations, *(_rows(d, where) for d, where in suite.row_checks.items())]
+    flags = {f"_fails_{i}": where for i, where in enumerate(suite.row_checks.values())}
+    narrow = df.select(*scalars, *(F.expr(where).alias(flag) for flag, where in flags.items()))
+    return narrow, [*suite.expectations, *(_rows(d, flag) for d, flag in zip(suite.row_checks, flags, strict=True))]
+
+
+def events_suite(ts_range: tuple[int, int]) -> Suite:
     """The cleaned events (after quarantine; duplicates are folded and counted in the next step)."""
     gxe = _gxe()
     out = [gxe.ExpectTableRowCountToBeBetween(min_value=1)]
     for column in ("user", "item", "category", "ts"):
         out += [gxe.ExpectColumnToExist(column=column), gxe.ExpectColumnValuesToNotBeNull(column=column)]
-    out += [
-        gxe.ExpectColumnValuesToBeBetween(column="ts", min_value=ts_range[0], max_value=ts_range[1] - 1),
-        _rows("ids are not empty", "trim(user) = '' OR trim(item) = '' OR trim(category) = ''"),
-    ]
-    return out
+    out.append(gxe.ExpectColumnValuesToBeBetween(column="ts", min_value=ts_range[0], max_value=ts_range[1] - 1))
+    return Suite(out, {"ids are not empty": "trim(user) = '' OR trim(item) = '' OR trim(category) = ''"})
 
 
 def _in_vocab(column: str, size: int) -> str:
     return f"exists({column}, x -> x IS NULL OR x < 1 OR x >= {size})"
 
 
-def samples_suite(v: VocabSizes, max_len: int, positive_rate: tuple[float, float]) -> list:
+def samples_suite(v: VocabSizes, max_len: int, positive_rate: tuple[float, float]) -> Suite:
     gxe = _gxe()
     out = [gxe.ExpectTableRowCountToBeBetween(min_value=1),
            gxe.ExpectColumnValuesToBeInSet(column="label", value_set=[0, 1]),
@@ -70,39 +92,39 @@ def samples_suite(v: VocabSizes, max_len: int, positive_rate: tuple[float, float
            gxe.ExpectColumnValuesToBeBetween(column="user_idx", min_value=1, max_value=v.users - 1),
            gxe.ExpectColumnValuesToBeBetween(column="item_idx", min_value=1, max_value=v.items - 1),
            gxe.ExpectColumnValuesToBeBetween(column="category_idx", min_value=1, max_value=v.categories - 1)]
-    out += [
-        _rows("sequence lists have hist_len elements",
-              "size(hist_item_idx) != hist_len OR size(hist_category_idx) != hist_len "
-              "OR size(neg_item_idx) != hist_len OR size(neg_category_idx) != hist_len"),
-        _rows("history ids within the vocabulary",
-              f"{_in_vocab('hist_item_idx', v.items)} OR {_in_vocab('neg_item_idx', v.items)} "
-              f"OR {_in_vocab('hist_category_idx', v.categories)} OR {_in_vocab('neg_category_idx', v.categories)}"),
-        _rows("aux negatives never equal the clicked item",
-              "exists(zip_with(hist_item_idx, neg_item_idx, (a, b) -> a = b), x -> x)"),
-        _rows("history strictly before the target (point in time)",
-              "hist_len > 0 AND (hist_last_ts IS NULL OR hist_last_ts >= ts)"),
-    ]
-    return out
+    return Suite(out, {
+        "sequence lists have hist_len elements":
+            "size(hist_item_idx) != hist_len OR size(hist_category_idx) != hist_len "
+            "OR size(neg_item_idx) != hist_len OR size(neg_category_idx) != hist_len",
+        "history ids within the vocabulary":
+            f"{_in_vocab('hist_item_idx', v.items)} OR {_in_vocab('neg_item_idx', v.items)} "
+            f"OR {_in_vocab('hist_category_idx', v.categories)} OR {_in_vocab('neg_category_idx', v.categories)}",
+        "aux negatives never equal the clicked item":
+            "exists(zip_with(hist_item_idx, neg_item_idx, (a, b) -> a = b), x -> x)",
+        "history strictly before the target (point in time)":
+            "hist_len > 0 AND (hist_last_ts IS NULL OR hist_last_ts >= ts)",
+    })
 
 
-def requests_suite(v: VocabSizes, max_len: int) -> list:
+def requests_suite(v: VocabSizes, max_len: int) -> Suite:
     gxe = _gxe()
-    return [
+    return Suite([
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         gxe.ExpectColumnValuesToBeUnique(column="request_id"),
         gxe.ExpectColumnValuesToBeBetween(column="hist_len", min_value=0, max_value=max_len),
-        _rows("candidate lists are parallel and non-empty",
-              "size(cand_item_idx) = 0 OR size(cand_item_idx) != size(cand_category_idx) "
-              "OR size(cand_item_idx) != size(cand_item_id) "
-              "OR (cand_label IS NOT NULL AND size(cand_label) != size(cand_item_idx))"),
-        _rows("history lists have hist_len elements",
-              "size(hist_item_idx) != hist_len OR size(hist_category_idx) != hist_len"),
-        _rows("ids within the vocabulary",
-              f"{_in_vocab('hist_item_idx', v.items)} OR {_in_vocab('cand_item_idx', v.items)} "
-              f"OR {_in_vocab('cand_category_idx', v.categories)}"),
-        _rows("history strictly before the request (point in time)",
-              "hist_len > 0 AND (hist_last_ts IS NULL OR hist_last_ts >= ts)"),
-    ]
+    ], {
+        "candidate lists are parallel and non-empty":
+            "size(cand_item_idx) = 0 OR size(cand_item_idx) != size(cand_category_idx) "
+            "OR size(cand_item_idx) != size(cand_item_id) "
+            "OR (cand_label IS NOT NULL AND size(cand_label) != size(cand_item_idx))",
+        "history lists have hist_len elements":
+            "size(hist_item_idx) != hist_len OR size(hist_category_idx) != hist_len",
+        "ids within the vocabulary":
+            f"{_in_vocab('hist_item_idx', v.items)} OR {_in_vocab('cand_item_idx', v.items)} "
+            f"OR {_in_vocab('cand_category_idx', v.categories)}",
+        "history strictly before the request (point in time)":
+            "hist_len > 0 AND (hist_last_ts IS NULL OR hist_last_ts >= ts)",
+    })
 
 
 class Validator:
@@ -127,10 +149,11 @@ class Validator:
         self.source = self.context.data_sources.add_spark(name="spark")
         self.outcomes: list[SuiteOutcome] = []
 
-    def run(self, name: str, df, expectations: list) -> SuiteOutcome:
+    def run(self, name: str, df, checks: Suite) -> SuiteOutcome:
         from great_expectations.checkpoint import UpdateDataDocsAction
 
         gx = self.gx
+        df, expectations = _checked(df, checks)
         batch = self.source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe(name)
         suite = self.context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
         definition = self.context.validation_definitions.add(
