@@ -154,28 +154,29 @@ def test_numbered_ranks_equal_a_plain_sort(spark):
     rng = np.random.default_rng()
     ids = rng.choice(10**6, size=5_000, replace=False).astype(str)
     counts = rng.integers(0, 30, size=len(ids))  # many ties: the id breaks them
-    df = spark.createDataFrame([(str(i), int(c)) for i, c in zip(ids, counts)], "id string, count long").repartition(7)
+    rows = [(str(i), int(c)) for i, c in zip(ids, counts, strict=True)]
+    df = spark.createDataFrame(rows, "id string, count long").repartition(7)
     keep = Persisted()
     ranked, n = numbered(df, [F.col("count").desc(), F.col("id").asc()], 2, keep)
     got = ranked.toPandas().sort_values("rank")
     keep.release()
-    expected = sorted(zip(-counts, ids))
+    expected = sorted(zip(-counts, ids, strict=True))
     assert n == len(ids) and got["rank"].tolist() == list(range(2, 2 + len(ids)))
-    assert list(zip(-got["count"], got["id"])) == expected
+    assert list(zip(-got["count"], got["id"], strict=True)) == expected
     empty, n_empty = numbered(df.limit(0), [F.col("id")], 2, keep)
     assert n_empty == 0 and empty.count() == 0
 
 
 def test_user_vocabulary_matches_a_plain_count(built_world, small_world):
     """The user vocabulary Spark numbers and writes equals one counted in pandas from the raw log:
-    events per user, descending, ties by id; users seen only in impressions last-but-ties with count 0."""
+    events per user, descending, ties by id; a user seen only in impressions counts 0."""
     import pandas as pd
 
     events = pq.read_table(small_world / "events", columns=["user_id"]).to_pandas()["user_id"].value_counts()
     seen = pq.read_table(small_world / "impressions", columns=["user_id"]).to_pandas()["user_id"].unique()
     counts = events.reindex(pd.Index(seen).union(events.index), fill_value=0)
-    expected = sorted(zip(-counts.to_numpy(), counts.index))
+    expected = sorted(zip(-counts.to_numpy(), counts.index, strict=True))
     vocab = pq.read_table(built_world / "vocab" / "user.parquet")
     assert vocab.schema.equals(schema.VOCAB, check_metadata=False)
     frame = vocab.to_pandas().iloc[schema.FIRST_IDX:]
-    assert list(zip(-frame["count"], frame["id"])) == expected
+    assert list(zip(-frame["count"], frame["id"], strict=True)) == expected
