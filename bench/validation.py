@@ -23,45 +23,38 @@ sys.path.insert(0, str(ROOT))
 
 def run_child(features: Path, mode: str) -> list[dict]:
     import pyarrow.parquet as pq
-    from pyspark.sql import functions as F
     from pyspark.sql.catalog import Catalog
 
-    from dien_batch import schema
     from dien_batch.spark_jobs import quality
-    from dien_batch.spark_jobs.build_features import arrow_to_ddl
+    from dien_batch.spark_jobs.build_features import _validate
     from dien_batch.spark_jobs.session import spark_session
 
     if mode == "wide":
         quality._checked = lambda df, suite: (df, [*suite.expectations, *(
             quality._rows(description, where) for description, where in suite.row_checks.items())])
     spark = spark_session("local[2]", driver_memory="8g")
-    sc, cached_mb, clear = spark.sparkContext, [], Catalog.clearCache
+    sc, cached_mb, clear, out = spark.sparkContext, [], Catalog.clearCache, []
 
     def clear_and_measure(catalog):
         cached_mb.append(sum(i.memSize() + i.diskSize() for i in sc._jsc.sc().getRDDStorageInfo()) / 2**20)
         clear(catalog)
 
+    class TimedValidator(quality.Validator):
+        def run(self, name, df, checks):
+            sc.setJobGroup(name, name)
+            start = time.perf_counter()
+            outcome = super().run(name, df, checks)
+            out.append({"suite": name, "rows": outcome.rows, "success": outcome.success,
+                        "jobs": len(sc.statusTracker().getJobIdsForGroup(name)),
+                        "seconds": time.perf_counter() - start, "cached_mb": cached_mb[-1]})
+            return outcome
+
     Catalog.clearCache = clear_and_measure
     manifest = json.loads((features / "manifest.json").read_text())
     sizes = quality.VocabSizes(*(pq.read_metadata(features / "vocab" / f"{n}.parquet").num_rows
                                  for n in ("user", "item", "category")))
-    max_len = int(manifest["params"]["max_len"])
-    read = spark.read.schema
-    samples = None
-    for split in ("train", "valid", "test"):
-        part = read(arrow_to_ddl(schema.SAMPLES)).parquet(str(features / split)).withColumn("split", F.lit(split))
-        samples = part if samples is None else samples.unionByName(part)
-    requests = read(arrow_to_ddl(schema.REQUESTS)).parquet(str(features / "requests"))
-    validator = quality.Validator(Path(os.environ.get("TMPDIR", "/tmp")) / f"dien-bench-validation-{mode}")
-    out = []
-    for name, df, suite in (("samples", samples, quality.samples_suite(sizes, max_len, (0.0005, 0.9995))),
-                            ("requests", requests, quality.requests_suite(sizes, max_len))):
-        sc.setJobGroup(name, name)
-        start = time.perf_counter()
-        outcome = validator.run(name, df, suite)
-        out.append({"suite": name, "rows": outcome.rows, "success": outcome.success,
-                    "jobs": len(sc.statusTracker().getJobIdsForGroup(name)),
-                    "seconds": time.perf_counter() - start, "cached_mb": cached_mb[-1]})
+    validator = TimedValidator(Path(os.environ.get("TMPDIR", "/tmp")) / f"dien-bench-validation-{mode}")
+    _validate(spark, features, validator, sizes, int(manifest["params"]["max_len"]))  # as build-features runs it
     spark.stop()
     return out
 
