@@ -14,6 +14,8 @@ yardstick (logistic regression and gradient-boosted trees on recency features, `
 
     python bench/model_quality.py --work /tmp/dien-quality --jobs 2
     python bench/model_quality.py --work /tmp/dien-quality --datasets synth --runs BaseModel DIN DIEN --seeds 1 2
+    python bench/model_quality.py --work /tmp/dien-fields --datasets movielens-100k-fields synth-fields \
+        --runs DIEN "DIEN, no fields" BaseModel "BaseModel, no fields"
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ DATASETS = {
     "synth-large": (SYNTH_LARGE, ["--split", "time:2025-02-22"]),
     "movielens-100k": (None, ["--events", str(DATA / "movielens-100k" / "ml-100k.inter"), "--max-len", "50",
                               "--max-samples-per-user", "10"]),
+    # The feature groups: the same data with side tables declared (`--feature-spec`), against "no fields" runs.
+    "synth-fields": ([*SYNTH, "--profiles"], ["--split", "time:2025-02-22", "--feature-spec", "{world}/fields.toml"]),
+    "movielens-100k-fields": (None, ["--events", str(DATA / "movielens-100k" / "ml-100k.inter"), "--max-len", "50",
+                                     "--max-samples-per-user", "10", "--feature-spec",
+                                     str(DATA / "movielens-100k" / "fields.toml")]),
     "amazon-mi": (None, ["--events", str(DATA / "amazon-musical-instruments-5core" / "Musical_Instruments_5.csv")]),
     "taobao": (None, ["--events", str(DATA / "taobao-userbehavior-head" / "UserBehavior_head.csv"), "--format",
                       "taobao"]),
@@ -69,6 +76,8 @@ RUNS = {  # in the order they run: the headline comparison first, the ablations 
     "BaseModel, the authors' inputs": ["--model", "base", "--head", "authors"],
     "DIEN, the defaults before this study": ["--model", "dien", *BEFORE],
     "BaseModel, the defaults before this study": ["--model", "base", *BEFORE],
+    "DIEN, no fields": ["--model", "dien", "--no-fields"],  # on the -fields datasets: ids and sequence only
+    "BaseModel, no fields": ["--model", "base", "--no-fields"],
 }
 REFERENCE = "DIEN"
 SEEDS = (1, 2, 3, 4, 5)
@@ -86,7 +95,7 @@ def features(work: Path, name: str) -> Path:
             world = work / ("synth" if name == "synth" else f"{name}-world")
             if not world.exists():
                 dien_batch("synth", *synth_args, "--out", str(world))
-            build_args = ["--events", str(world), *build_args]
+            build_args = ["--events", str(world), *[a.replace("{world}", str(world)) for a in build_args]]
         dien_batch("build-features", *build_args, "--out", str(out))
     return out
 
@@ -102,10 +111,11 @@ def test_predictions(model_dir: Path, features_dir: Path) -> dict[str, np.ndarra
     from dien_batch.model import batches, store
 
     model, _ = store.load(model_dir, vocab_dir=features_dir / "vocab")
+    fields = model.config.fields
     labels, users, preds = [], [], []
     with torch.inference_mode():
-        for table in batches.stream(features_dir / "test", 4096, columns=batches.SAMPLE_COLUMNS):
-            logits, _ = model(batches.to_tensors(table, with_negatives=False))
+        for table in batches.stream(features_dir / "test", 4096, columns=batches.sample_columns(fields)):
+            logits, _ = model(batches.to_tensors(table, with_negatives=False, fields=fields))
             preds.append(torch.sigmoid(logits).numpy())
             labels.append(table.column("label").to_numpy())
             users.append(table.column("user_id").to_numpy(zero_copy_only=False))
@@ -125,6 +135,11 @@ def train_one(job: tuple[str, str, int, Path]) -> dict:
     return {"dataset": dataset, "run": run, "seed": seed, "auc": metrics["test"]["auc"],
             "gauc": metrics["test"]["gauc"], "epochs": len(metrics["epochs"]), "chosen_epoch": metrics["chosen_epoch"],
             "seconds": metrics["seconds"], "train_samples_per_s": metrics["epochs"][0]["train_samples_per_s"]}
+
+
+def applies(run: str, dataset: str) -> bool:
+    """The "no fields" runs compare only where there are fields."""
+    return "no fields" not in run or dataset.endswith("-fields")
 
 
 def fmt(values: list[float]) -> str:
@@ -167,7 +182,7 @@ def main() -> None:
         yard[name] = yardstick(features(args.work, name))
     runs = list(dict.fromkeys([REFERENCE, *args.runs]))
     # seed by seed, so that an interrupted study still has every model at the seeds it reached
-    jobs = [(d, r, s, args.work) for s in args.seeds for r in runs for d in args.datasets]
+    jobs = [(d, r, s, args.work) for s in args.seeds for r in runs for d in args.datasets if applies(r, d)]
     # spawn, not fork: this process has torch (and its OpenMP threads) loaded, which a forked child deadlocks on
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(train_one, jobs))
@@ -179,7 +194,7 @@ def main() -> None:
         print(f"\n### {d}: {built['train']['rows']:,} train / {built['valid']['rows']:,} valid / "
               f"{built['test']['rows']:,} test rows\n")
         print(f"| model | test AUC | test GAUC | DeLong p vs {REFERENCE} | epochs run |\n|---|---:|---:|---:|---:|")
-        for run in runs:
+        for run in [r for r in runs if applies(r, d)]:
             mine = [r for r in results if r["dataset"] == d and r["run"] == run]
             p = delong_vs_reference(args.work, d, run, args.seeds)
             print(f"| {run} | {fmt([r['auc'] for r in mine])} | {fmt([r['gauc'] for r in mine])} | "

@@ -18,6 +18,7 @@ TS = pa.timestamp("ms", tz="UTC")  # what Parquet stores; samples carry int64 se
 I32 = pa.int32()
 I64 = pa.int64()
 F64 = pa.float64()
+F32 = pa.float32()
 STR = pa.string()
 
 # Raw logs as `dien-batch synth` writes them (and the `parquet` format reads them).
@@ -66,3 +67,19 @@ SCORES = pa.schema([
 
 SEQUENCE_COLUMNS = ("hist_item_idx", "hist_category_idx", "neg_item_idx", "neg_category_idx")
 
+
+
+def with_fields(base: pa.Schema, fields, kind: str) -> pa.Schema:
+    """`SAMPLES` or `REQUESTS` with a feature spec's columns (`dien_batch.feature_spec`): user and context
+    fields once per row; item fields for the target (samples), each history step, each auxiliary negative
+    (samples) and each candidate (requests). Categorical fields are int32 ids, numeric ones float32."""
+    out = base
+    for f in fields:
+        t = F32 if f.kind == "numeric" else I32
+        if f.group != "item":
+            out = out.append(pa.field(f.column, t))
+            continue
+        roles = ("", "hist_", "neg_") if kind == "samples" else ("hist_", "cand_")
+        for role in roles:
+            out = out.append(pa.field(role + f.column, t if not role else pa.list_(t)))
+    return out

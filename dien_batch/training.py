@@ -23,6 +23,7 @@ from .errors import UsageError
 from .evaluation.metrics import auc, gauc, logloss
 from .io import atomic_output_dir, read_json, write_json
 from .model import batches, store
+from .model.fields import column
 from .model.zoo import CTRModel, ModelConfig
 
 
@@ -52,7 +53,23 @@ class TrainConfig:
     patience: int = 2
     eval_batch_size: int = 4096
     threads: int = 0
+    fields: bool = True  # use the dataset's feature-spec fields
     seed: int = 0
+
+
+def model_fields(vocab: Path) -> tuple[dict, ...]:
+    """A dataset's feature-spec fields (vocab/fields.json) as model config entries: categorical with the
+    size of its vocabulary, numeric with its train-split mean and standard deviation."""
+    path = vocab / "fields.json"
+    if not path.exists():
+        return ()
+    data = read_json(path)
+    out = []
+    for f in data["fields"]:
+        key, name = f"{f['group']}.{f['name']}", column(f)
+        extra = {"size": data["sizes"][key]} if f["kind"] == "categorical" else dict(data["numeric"][name])
+        out.append({**f, **extra})
+    return tuple(out)
 
 
 class EmbeddingL2:
@@ -68,6 +85,13 @@ class EmbeddingL2:
         self.tables = [(model.user_emb.weight, inverse_counts("user"), ("user",)),
                        (model.item_emb.weight, inverse_counts("item"), ("item", "hist_item", "neg_item")),
                        (model.cat_emb.weight, inverse_counts("category"), ("cat", "hist_cat", "neg_cat"))]
+        for f in model.fields.of("user", "item", "context"):
+            if f["kind"] == "categorical":
+                name = column(f)
+                roles = ("", "hist_", "neg_") if f["group"] == "item" else ("",)
+                self.tables.append((model.fields.tables[name].weight,
+                                    inverse_counts(f"fields/{f['group']}.{f['name']}"),
+                                    tuple(role + name for role in roles)))
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         total = 0.0
@@ -83,8 +107,9 @@ def evaluate(model: CTRModel, directory: Path, batch_size: int) -> dict:
     labels, probs, users = [], [], []
     model.eval()
     with torch.inference_mode():
-        for table in batches.stream(directory, batch_size, columns=batches.SAMPLE_COLUMNS):
-            logits, _ = model(batches.to_tensors(table, with_negatives=False))
+        fields = model.config.fields
+        for table in batches.stream(directory, batch_size, columns=batches.sample_columns(fields)):
+            logits, _ = model(batches.to_tensors(table, with_negatives=False, fields=fields))
             probs.append(torch.sigmoid(logits).numpy())
             labels.append(table.column("label").to_numpy())
             users.append(table.column("user_id").to_numpy(zero_copy_only=False))
@@ -123,7 +148,8 @@ def train(cfg: TrainConfig) -> dict:
                          head=cfg.head, input_bn=cfg.input_bn, aux_norm=cfg.aux_norm,
                          interest_product=cfg.interest_product, attention_norm=cfg.attention_norm,
                          embedding_std=cfg.embedding_std, category_std=cfg.category_std,
-                         aux_alpha=cfg.aux_alpha if cfg.model == "dien" else 0.0)
+                         aux_alpha=cfg.aux_alpha if cfg.model == "dien" else 0.0,
+                         fields=model_fields(root / "vocab") if cfg.fields else ())
     model = CTRModel(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     bce = torch.nn.BCEWithLogitsLoss()
@@ -138,8 +164,8 @@ def train(cfg: TrainConfig) -> dict:
         t0, seen, loss_sum, aux_sum = time.perf_counter(), 0, 0.0, 0.0
         bar = ui.progress(total=n_train, desc=f"epoch {epoch}/{cfg.epochs}", unit="samples")
         for table in batches.stream(root / "train", cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch,
-                                    columns=batches.SAMPLE_COLUMNS, min_batch=2):
-            batch = batches.to_tensors(table, with_negatives=config.uses_aux)
+                                    columns=batches.sample_columns(config.fields), min_batch=2):
+            batch = batches.to_tensors(table, with_negatives=config.uses_aux, fields=config.fields)
             logits, aux = model(batch)
             click = bce(logits, batch["label"])
             loss = click + config.aux_alpha * aux if config.uses_aux else click

@@ -20,7 +20,7 @@ from dien_batch.model import store
 from . import manifest
 from .base import GPU_ENGINES, require_cuda
 from .reading import RowRanges
-from .requests import REQUEST_COLUMNS, request_inputs
+from .requests import model_fields, request_columns, request_inputs
 from .torch_engine import TorchEngine
 
 MAX_ABS_ERROR, MAX_AUC_DIFF = 1e-3, 1e-4
@@ -32,11 +32,12 @@ def sample_requests(model_config: dict, requests: str | None, n: int = 2000):
     if not path.exists():
         raise UsageError("the accuracy gate needs sample requests: pass --requests PATH")
     data = RowRanges(path)
-    return data.read(0, min(n, data.total), REQUEST_COLUMNS)
+    columns = request_columns(model_fields(model_config), data.columns)
+    return data.read(0, min(n, data.total), columns)
 
 
 def accuracy(reference: TorchEngine, engine, table) -> dict:
-    inputs = request_inputs(table)
+    inputs = request_inputs(table, model_fields(reference.identity))
     counts = inputs["cand_count"]
     keep = np.arange(inputs["cand_item"].shape[1]) < counts[:, None]
     ref, got = reference.score(inputs)[keep], engine.score(inputs)[keep]

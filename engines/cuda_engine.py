@@ -50,11 +50,11 @@ class CudaEngine:
         t = {k: torch.from_numpy(v).to(self.device) for k, v in inputs.items() if k != "cand_count"}
         m = self.model
         with torch.inference_mode():
-            side = m.user_side(t["user"], t["hist_item"], t["hist_cat"], t["hist_len"])
+            side = m.user_side(t["user"], t["hist_item"], t["hist_cat"], t["hist_len"], t)
             if not self.fused:
-                logits = m.candidates(side, t["cand_item"], t["cand_cat"])
+                logits = m.candidates(side, t["cand_item"], t["cand_cat"], t)
             else:
-                target = m.item_vectors(t["cand_item"], t["cand_cat"])
+                target = m.item_vectors(t["cand_item"], t["cand_cat"], t, "cand_")
                 logits = m.head_logits(side, t["cand_item"], t["cand_cat"], target, self.interest(side, target))
             return torch.sigmoid(logits.float()).cpu().numpy()
 

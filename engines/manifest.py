@@ -13,7 +13,7 @@ from pathlib import Path
 from dien_batch.errors import UsageError
 from dien_batch.io import library_versions, read_json, sha256_file, stable_hash, write_json
 
-from .requests import INPUT_NAMES
+from .requests import input_names, model_fields
 
 FORMAT_VERSION = 1
 
@@ -32,12 +32,18 @@ def model_identity(model_config: dict) -> dict:
             "architecture": model_config["architecture"]}
 
 
+def _input_types(model_config: dict) -> dict[str, str]:
+    fields = model_fields(model_config)
+    numeric = {n for f in fields if f["kind"] == "numeric" for n in input_names([f])}
+    return {name: "float32" if name in numeric else "int64" for name in input_names(fields)}
+
+
 def write(engine: str | Path, *, kind: str, precision: str, model_config: dict, accuracy: dict, extra: dict) -> dict:
     manifest = {
         "format_version": FORMAT_VERSION, "engine": kind, "precision": precision,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": model_identity(model_config),
-        "inputs": {name: "int64" for name in INPUT_NAMES}, "outputs": {"pctr": "float32 [R, K]"},
+        "inputs": _input_types(model_config), "outputs": {"pctr": "float32 [R, K]"},
         "sha256": sha256_file(engine), "accuracy": accuracy,
         "libraries": library_versions("torch", "onnx", "onnxruntime", "triton", "tensorrt"), **extra,
     }

@@ -9,7 +9,7 @@ import numpy as np
 from dien_batch.errors import UsageError
 
 from . import manifest
-from .requests import INPUT_NAMES
+from .requests import input_names, model_fields
 
 
 class OnnxEngine:
@@ -29,6 +29,7 @@ class OnnxEngine:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = input_names(model_fields(self.identity))
 
     def score(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return self.session.run(["pctr"], {name: inputs[name] for name in INPUT_NAMES})[0]
+        return self.session.run(["pctr"], {name: inputs[name] for name in self.inputs})[0]

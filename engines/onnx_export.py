@@ -1,7 +1,9 @@
 """Export a trained model to ONNX (opset 18) for scoring requests with candidate ads.
 
 Graph inputs: user [R], hist_item [R, T], hist_cat [R, T], hist_len [R], cand_item [R, K],
-cand_cat [R, K] (int64; R, T and K dynamic); output pctr [R, K]. The user side runs once per request
+cand_cat [R, K] (int64; R, T and K dynamic), then a feature spec's fields (`requests.input_names`: user
+and context [R], items' hist_i_* [R, T] and cand_i_* [R, K]; ids int64, numeric float32); output pctr
+[R, K]. The user side runs once per request
 inside the graph. The extractor GRU is the standard ONNX `GRU` (linear_before_reset = 1) over the
 padded history (causal, so the states inside each sequence are exact; padded steps are masked); the
 interest evolving layer is one `dien::AUGRU` node with a function body (see `augru_onnx`).
@@ -21,7 +23,7 @@ from dien_batch.model.cells import cell_update
 from dien_batch.model.zoo import CTRModel
 
 from . import augru_onnx
-from .requests import INPUT_NAMES
+from .requests import input_names
 
 OPSET = 18
 EXPORTABLE = ("base", "wide_deep", "pnn", "din", "gru_att", "gru_augru", "dien")
@@ -56,15 +58,32 @@ class ScoringGraph(torch.nn.Module):
         self.model.export_mode = True
         self.model.augru_op = _AUGRUNode.apply
 
-    def forward(self, user, hist_item, hist_cat, hist_len, cand_item, cand_cat):
-        side = self.model.user_side(user, hist_item, hist_cat, hist_len)
-        return torch.sigmoid(self.model.candidates(side, cand_item, cand_cat))
+        self.names = input_names(model.config.fields)
+
+    def forward(self, user, hist_item, hist_cat, hist_len, cand_item, cand_cat, *fields):
+        named = dict(zip(self.names[6:], fields, strict=True))
+        side = self.model.user_side(user, hist_item, hist_cat, hist_len, named)
+        return torch.sigmoid(self.model.candidates(side, cand_item, cand_cat, named))
 
 
-def example_inputs(R: int = 3, T: int = 5, K: int = 4) -> tuple[torch.Tensor, ...]:
+def axes(name: str) -> tuple[str, ...]:
+    """An input's dynamic axes: requests R, history steps T, candidates K."""
+    if name.startswith("hist_") and name != "hist_len":
+        return ("R", "T")
+    return ("R", "K") if name.startswith("cand_") else ("R",)
+
+
+def example_inputs(fields=(), R: int = 3, T: int = 5, K: int = 4) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(0)
-    return (torch.full((R,), 2), torch.randint(2, 4, (R, T), generator=g), torch.randint(2, 4, (R, T), generator=g),
-            torch.tensor([T] + [max(T - 2, 1)] * (R - 1)), torch.full((R, K), 2), torch.full((R, K), 2))
+    ids = (torch.full((R,), 2), torch.randint(2, 4, (R, T), generator=g), torch.randint(2, 4, (R, T), generator=g),
+           torch.tensor([T] + [max(T - 2, 1)] * (R - 1)), torch.full((R, K), 2), torch.full((R, K), 2))
+    shape = {"R": R, "T": T, "K": K}
+    numeric = {name for f in fields if f["kind"] == "numeric" for name in input_names([f])[6:]}
+    extra = []
+    for name in input_names(fields)[6:]:
+        size = [shape[d] for d in axes(name)]
+        extra.append(torch.ones(size) if name in numeric else torch.full(size, 1))
+    return ids + tuple(extra)
 
 
 def export(model: CTRModel) -> onnx.ModelProto:
@@ -74,11 +93,11 @@ def export(model: CTRModel) -> onnx.ModelProto:
                          "(an ablation cell) with --engine torch")
     graph = ScoringGraph(model)
     buffer = io.BytesIO()
-    dims = {"user": {0: "R"}, "hist_item": {0: "R", 1: "T"}, "hist_cat": {0: "R", 1: "T"}, "hist_len": {0: "R"},
-            "cand_item": {0: "R", 1: "K"}, "cand_cat": {0: "R", 1: "K"}, "pctr": {0: "R", 1: "K"}}
+    names = graph.names
+    dims = {name: dict(enumerate(axes(name))) for name in names} | {"pctr": {0: "R", 1: "K"}}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
-        torch.onnx.export(graph, example_inputs(), buffer, input_names=list(INPUT_NAMES), output_names=["pctr"],
+        torch.onnx.export(graph, example_inputs(model.config.fields), buffer, input_names=names, output_names=["pctr"],
                           dynamic_axes=dims, opset_version=OPSET, dynamo=False,
                           custom_opsets={augru_onnx.DOMAIN: 1} if model.config.model in ("gru_augru", "dien") else None)
     onnx_model = onnx.load_from_string(buffer.getvalue())

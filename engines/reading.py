@@ -29,6 +29,10 @@ class RowRanges:
                 start += rows
         self.total = start
 
+    @property
+    def columns(self) -> list[str]:
+        return pq.read_schema(self.files[0]).names
+
     def fingerprint(self) -> list:
         """Identifies the input: every file's path, size, modification time and row count."""
         return [[str(f), f.stat().st_size, f.stat().st_mtime_ns, pq.read_metadata(f).num_rows] for f in self.files]

@@ -1,6 +1,7 @@
 """Scoring requests (Arrow, one row per request) to padded NumPy inputs for any engine.
 
-A request holds the user's history once and its K candidates; K may differ between requests, so
+A request holds the user's history (and user-profile and context fields) once and its K candidates
+(with their item fields); K may differ between requests, so
 candidates are padded to the chunk's largest K and `cand_count` says how many are real. Padded
 candidates are scored like any other and dropped afterwards: each candidate's score depends only on
 its own request, never on the rest of the chunk.
@@ -11,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from dien_batch.model.batches import padded
+from dien_batch.errors import UsageError
+from dien_batch.model.batches import field_arrays, field_columns, padded
 
 INPUT_NAMES = ("user", "hist_item", "hist_cat", "hist_len", "cand_item", "cand_cat")
 REQUEST_COLUMNS = ["request_id", "user_id", "user_idx", "hist_item_idx", "hist_category_idx", "hist_len",
@@ -19,8 +21,30 @@ REQUEST_COLUMNS = ["request_id", "user_id", "user_idx", "hist_item_idx", "hist_c
                    "cand_bid", "cand_p_true", "cand_position"]
 
 
-def request_inputs(table: pa.Table | pa.RecordBatch) -> dict[str, np.ndarray]:
-    """int64 inputs: user [R], hist_* [R, T], hist_len [R], cand_* [R, K], plus cand_count [R]."""
+def model_fields(identity: dict) -> tuple[dict, ...]:
+    """The feature-spec fields a model (its engine identity) takes as inputs."""
+    return tuple(identity["architecture"].get("fields", ()))
+
+
+def input_names(fields) -> list[str]:
+    """Every input of a scoring graph: the six id inputs, then the fields' (see `CTRModel.input_names`)."""
+    return [*INPUT_NAMES, *field_columns([f for f in fields if f["group"] != "item"], ()),
+            *field_columns([f for f in fields if f["group"] == "item"], ("hist_", "cand_"))]
+
+
+def request_columns(fields, available: list[str] | None = None) -> list[str]:
+    """The request columns scoring reads; a field column the requests lack is exit 2 (`available`)."""
+    needed = field_columns(fields, ("hist_", "cand_"))
+    missing = [c for c in needed if available is not None and c not in available]
+    if missing:
+        raise UsageError(f"the model takes the fields {', '.join(missing)}, which these requests lack: build them "
+                         "with the --feature-spec the training features used")
+    return REQUEST_COLUMNS + needed
+
+
+def request_inputs(table: pa.Table | pa.RecordBatch, fields=()) -> dict[str, np.ndarray]:
+    """int64 inputs: user [R], hist_* [R, T], hist_len [R], cand_* [R, K], plus cand_count [R]; and the
+    fields': user and context [R], items' hist_i_* [R, T] and cand_i_* [R, K] (numeric ones float32)."""
     cand = table.column("cand_item_idx")
     if isinstance(cand, pa.ChunkedArray):
         cand = cand.combine_chunks()
@@ -32,6 +56,7 @@ def request_inputs(table: pa.Table | pa.RecordBatch) -> dict[str, np.ndarray]:
         "cand_item": padded(cand).astype(np.int64),
         "cand_cat": padded(table.column("cand_category_idx")).astype(np.int64),
         "cand_count": np.diff(cand.offsets.to_numpy()).astype(np.int64),
+        **field_arrays(table, fields, ("hist_", "cand_")),
     }
 
 

@@ -33,7 +33,7 @@ from dien_batch.io import read_json, stable_hash, write_json
 from .base import open_engine
 from .manifest import check_vocabulary
 from .reading import RowRanges
-from .requests import REQUEST_COLUMNS, flat_scores, request_inputs
+from .requests import flat_scores, model_fields, request_columns, request_inputs
 
 PROGRESS, MANIFEST = "_progress.json", "_manifest.json"
 PAIR_STEPS = 1 << 18  # per batch: about 1 KB of intermediates each, so ~0.25 GB at most
@@ -74,7 +74,7 @@ def score_table(engine, table: pa.Table, batch_requests: int, top_k: int | None 
         longest = max(int(lengths[order[min(start + batch_requests, len(order)) - 1]]), 1)
         rows = order[start:start + max(1, min(batch_requests, PAIR_STEPS // max(k_max * longest, 1)))]
         start += len(rows)
-        scores = engine.score(request_inputs(table.take(pa.array(rows))))
+        scores = engine.score(request_inputs(table.take(pa.array(rows)), model_fields(engine.identity)))
         pctr[rows, :scores.shape[1]] = scores
     return flat_scores(table, pctr, counts, top_k)
 
@@ -108,13 +108,14 @@ def score(cfg: ScoreConfig) -> dict:
     partial.mkdir(parents=True, exist_ok=True)
     write_json(partial / PROGRESS, progress)
     done = set(progress["completed"])
+    columns = request_columns(model_fields(engine.identity), data.columns)
     started, pairs = time.perf_counter(), 0
     bar = ui.progress(total=data.total, desc=f"score ({cfg.engine})", unit="req")
     for shard, start, stop in data.ranges(cfg.shard_requests):
         if shard in done:
             bar.update(stop - start)
             continue
-        table = data.read(start, stop, REQUEST_COLUMNS)
+        table = data.read(start, stop, columns)
         scores = score_table(engine, table, cfg.batch_requests, cfg.top_k)
         scored = int(pc.sum(pc.list_value_length(table.column("cand_item_idx"))).as_py() or 0)
         target = partial / f"part-{shard:05d}.parquet"

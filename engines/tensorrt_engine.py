@@ -19,7 +19,7 @@ import numpy as np
 from dien_batch.errors import UsageError
 
 from . import manifest
-from .requests import INPUT_NAMES
+from .requests import input_names, model_fields
 from .tensorrt_plugin import register_plugin
 from .tensorrt_plugin import tensorrt as _tensorrt
 
@@ -43,7 +43,8 @@ class TensorRTEngine:
     def score(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         import torch
 
-        tensors = {name: torch.from_numpy(inputs[name]).cuda() for name in INPUT_NAMES}
+        names = input_names(model_fields(self.identity))
+        tensors = {name: torch.from_numpy(inputs[name]).cuda() for name in names}
         for name, tensor in tensors.items():
             self.context.set_input_shape(name, tuple(tensor.shape))
             self.context.set_tensor_address(name, tensor.data_ptr())
@@ -63,7 +64,7 @@ def build_plan(model, config: dict, kind: str, out: Path, table, reference) -> d
     import torch
 
     from .compile import accuracy
-    from .onnx_export import export
+    from .onnx_export import axes, export
 
     trt = _tensorrt()
     register_plugin()
@@ -80,10 +81,8 @@ def build_plan(model, config: dict, kind: str, out: Path, table, reference) -> d
         raise UsageError(f"TensorRT could not parse the ONNX export: {errors}")
     builder_config = builder.create_builder_config()
     profile = builder.create_optimization_profile()
-    dims = {"user": ("R",), "hist_item": ("R", "T"), "hist_cat": ("R", "T"), "hist_len": ("R",),
-            "cand_item": ("R", "K"), "cand_cat": ("R", "K")}
-    for name, axes in dims.items():
-        profile.set_shape(name, *[tuple(PROFILE[a][i] for a in axes) for i in range(3)])
+    for name in input_names(model_fields(config)):
+        profile.set_shape(name, *[tuple(PROFILE[a][i] for a in axes(name)) for i in range(3)])
     builder_config.add_optimization_profile(profile)
     plan = builder.build_serialized_network(network, builder_config)
     if plan is None:

@@ -37,5 +37,5 @@ class TorchEngine:
     def score(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         t = {k: torch.from_numpy(v).to(self.device) for k, v in inputs.items() if k != "cand_count"}
         with torch.inference_mode():
-            side = self.model.user_side(t["user"], t["hist_item"], t["hist_cat"], t["hist_len"])
-            return torch.sigmoid(self.model.candidates(side, t["cand_item"], t["cand_cat"])).cpu().numpy()
+            side = self.model.user_side(t["user"], t["hist_item"], t["hist_cat"], t["hist_len"], t)
+            return torch.sigmoid(self.model.candidates(side, t["cand_item"], t["cand_cat"], t)).cpu().numpy()

@@ -21,13 +21,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dien_batch import schema, ui
+from dien_batch import feature_spec, schema, ui
 from dien_batch.data import samples as builder
 from dien_batch.data.formats import find_meta, format_spec, impressions_spec, item_table_spec, parse_columns, sniff
 from dien_batch.errors import DataValidationError, UsageError
 from dien_batch.io import Timer, atomic_output_dir, data_files, hash_inputs, library_versions, read_json, write_json
 
 from . import quality
+from .fields import FIELDS_JSON, SideFields, field_type, numeric_stats
 from .readers import good_rows, read_table, resolve
 from .samples import SampleBuilder
 from .vocabulary import NAMES as VOCABS
@@ -65,6 +66,7 @@ class BuildConfig:
     max_ts: str | None = None
     until: str | None = None
     candidate_table: str | None = None
+    feature_spec: str | None = None
     seed: int = 0
     master: str = "local[2]"
     driver_memory: str = "4g"
@@ -120,7 +122,9 @@ def arrow_to_ddl(arrow_schema: pa.Schema) -> str:
 class Inputs:
     """Resolved inputs: the format, its adapter, files per table, the timestamp range."""
 
-    def __init__(self, cfg: BuildConfig):
+    def __init__(self, cfg: BuildConfig, context: list[feature_spec.Field] = ()):
+        """context: the spec's context fields, columns of the table the samples come from (impressions
+        where there are any, else events), read as the roles c_<name>."""
         fmt, why = (cfg.fmt, "given") if cfg.fmt != "auto" else sniff(cfg.events)
         ui.info(f"format: {fmt} ({why})")
         self.fmt, self.reason = fmt, why
@@ -147,12 +151,20 @@ class Inputs:
                          _epoch(high, "--max-ts") if high else int(time.time()) + 1)
         self.until = _epoch(cfg.until, "--until") if cfg.until else None
         self.behaviors = [b.strip() for b in cfg.behaviors.split(",") if b.strip()]
-        self.tables = {"events": resolve("events", data_files(events), self.spec.events)}
+        self.context = [f.column for f in context]
+        specs = {"events": self.spec.events}
+        if "impressions" in self.paths:
+            specs["impressions"] = impressions_spec(self.paths["impressions"])
+        holder = "impressions" if "impressions" in specs else "events"
+        if context and specs[holder].reader == "pyliteral":
+            raise UsageError(f"--feature-spec [context]: the {fmt} format's {holder} have no columns to read")
+        specs[holder] = replace(specs[holder], columns={**specs[holder].columns, **{f.column: f.name for f in context}})
+        self.tables = {"events": resolve("events", data_files(events), specs["events"])}
         if "meta" in self.paths:
             self.tables["meta"] = resolve("meta", data_files(self.paths["meta"]), self.spec.meta)
         if "impressions" in self.paths:
             self.tables["impressions"] = resolve("impressions", data_files(self.paths["impressions"]),
-                                                 impressions_spec(self.paths["impressions"]))
+                                                 specs["impressions"])
 
 
 def _count_by_reason(df) -> tuple[int, int, dict[str, int], int]:
@@ -230,42 +242,61 @@ def _sampler(vocab: dict[str, pa.Table], uniform: bool) -> builder.ItemSampler:
         np.asarray(vocab["category"]["id"].to_pylist(), dtype=object), uniform=uniform)
 
 
-def _distinct_events(good_events, vocab: Vocabulary):
-    """Encoded events, one row per (user, item, ts): duplicates folded into a count `n`."""
+def _distinct_events(good_events, vocab: Vocabulary, fields: list[str]):
+    """Encoded events (with the item fields and the events' own context fields), one row per (user, item,
+    ts): duplicates folded into a count `n`."""
     from pyspark.sql import functions as F
 
+    item_fields = [c for c in fields if c not in good_events.columns]
     enc = _attach_keys(good_events, vocab, {"user": "user"}).join(
-        vocab.lookup("item", "item", "category_idx"), "item", "left")
+        vocab.lookup("item", "item", "category_idx", *item_fields), "item", "left")
     # Partitioned by user once: the de-duplication and every per-user window after it reuse this shuffle.
     return enc.repartition("user_key").groupBy("user_key", "item_key", "ts").agg(
-        F.count("*").alias("n"), F.first("item_idx").alias("item_idx"), F.first("category_idx").alias("category_idx"))
+        F.count("*").alias("n"), *[F.first(c).alias(c) for c in ("item_idx", "category_idx", *fields)])
 
 
-def _distinct_impressions(good_impressions, vocab: Vocabulary):
-    """Encoded impressions, one row per (request, item): repeats folded into a count `n`."""
+def _distinct_impressions(good_impressions, vocab: Vocabulary, fields: list[str]):
+    """Encoded impressions (with the item fields and their own context fields), one row per (request,
+    item): repeats folded into a count `n`."""
     from pyspark.sql import functions as F
 
-    enc = _attach_keys(good_impressions, vocab, {"user": "user", "item": "item", "category": "category"})
+    item_fields = [c for c in fields if c not in good_impressions.columns]
+    enc = _attach_keys(good_impressions, vocab, {"user": "user", "category": "category"}).join(
+        vocab.lookup("item", "item", *item_fields), "item", "left")
     fields = ["user_key", "ts", "item_idx", "category_idx", "item", "category", "clicked", "bid", "p_true",
-              "position"]
+              "position", *fields]
     agg = enc.groupBy("request", "item_key").agg(F.count("*").alias("n"), F.min(F.struct(*fields)).alias("s"))
     return agg.select("request", "n", *[F.col(f"s.{c}").alias(c) for c in fields])
 
 
-def _item_fields(spark, vocab: dict[str, pa.Table]):
-    """(item_idx, cat, item_id, category_id) of every vocabulary item: what a candidate list shows."""
+def _item_fields(spark, vocab: dict[str, pa.Table], fields: dict[str, pa.Array]):
+    """(item_idx, cat, item_id, category_id, the spec's item fields) of every vocabulary item: what a
+    candidate list shows."""
     item = vocab["item"]
     table = pa.table({"item_idx": item["idx"], "cat": item["category_idx"], "item_id": item["id"],
-                      "category_id": pc.take(vocab["category"]["id"], item["category_idx"])})
+                      "category_id": pc.take(vocab["category"]["id"], item["category_idx"]), **fields})
     return spark.createDataFrame(table.to_pandas())
 
 
-def _write_splits(samples, tmp: Path) -> None:
+def _with_side_fields(frame, side: SideFields | None, group: str, on: str):
+    """frame with the side table's `group` fields joined on its raw id column `on` (missing: 0 or NaN)."""
+    from pyspark.sql import functions as F
+
+    if side is None or group not in side.frames:
+        return frame
+    joined = frame.join(side.frames[group].withColumnRenamed(group, on), on, "left")
+    for f in side.spec.of(group):
+        fill = F.lit(float("nan")) if f.kind == "numeric" else F.lit(schema.PAD_IDX)
+        joined = joined.withColumn(f.column, F.coalesce(f.column, fill).cast(spark_type(field_type(f))))
+    return joined
+
+
+def _write_splits(samples, tmp: Path, samples_schema: pa.Schema) -> None:
     staging = tmp / "_by_split"
     samples.write.option("parquet.block.size", ROW_GROUP_BYTES).partitionBy("split").parquet(str(staging))
     written = sorted(staging.glob("split=*/*.parquet"))
     # An empty split gets one empty file with the schema Spark wrote (its nullability included): splits concatenate.
-    empty = (pq.read_schema(written[0]) if written else schema.SAMPLES).empty_table()
+    empty = (pq.read_schema(written[0]) if written else samples_schema).empty_table()
     for code, name in SPLIT_DIRS.items():
         src = staging / f"split={code}"
         if src.exists():
@@ -315,19 +346,32 @@ def _rejects(spark, inputs: Inputs, vocab: Vocabulary, distinct_events, distinct
     return out
 
 
+def dataset_fields(root: Path) -> tuple[feature_spec.FeatureSpec, tuple]:
+    """A built dataset's feature spec fields and, for the suites, each with its vocabulary size."""
+    path = root / "vocab" / FIELDS_JSON
+    if not path.exists():
+        return feature_spec.FeatureSpec(), ()
+    data = read_json(path)
+    spec = feature_spec.from_dicts(data["fields"])
+    return spec, tuple((f, data["sizes"].get(f.key)) for f in spec.fields)
+
+
 def _validate(spark, root: Path, validator: quality.Validator, sizes: quality.VocabSizes, max_len: int):
     """Run the sample and request suites on a written dataset; returns (rows per split, validator)."""
     from pyspark.sql import functions as F
 
+    fields = [f for f, _ in sizes.fields]
     samples = None
     for name in builder.SPLITS:
-        part = spark.read.schema(arrow_to_ddl(schema.SAMPLES)).parquet(str(root / name))
+        part = spark.read.schema(arrow_to_ddl(schema.with_fields(schema.SAMPLES, fields, "samples"))).parquet(
+            str(root / name))
         part = part.withColumn("split", F.lit(name))
         samples = part if samples is None else samples.unionByName(part)
     counts = {r["split"]: {"rows": r["n"], "positive_rate": r["pos"] and round(r["pos"], 6)} for r in
               samples.groupBy("split").agg(F.count("*").alias("n"), F.avg("label").alias("pos")).collect()}
     validator.run("samples", samples, quality.samples_suite(sizes, max_len, POSITIVE_RATE_BOUNDS))
-    requests = spark.read.schema(arrow_to_ddl(schema.REQUESTS)).parquet(str(root / "requests"))
+    requests = spark.read.schema(arrow_to_ddl(schema.with_fields(schema.REQUESTS, fields, "requests"))).parquet(
+        str(root / "requests"))
     validator.run("requests", requests, quality.requests_suite(sizes, max_len))
     return counts, validator
 
@@ -356,9 +400,11 @@ def run(cfg: BuildConfig, spark=None) -> dict:
     if not 0 < cfg.valid_fraction < 1:
         raise UsageError(f"--valid-fraction must be between 0 and 1, got {cfg.valid_fraction}")
     with timer("structural_checks"):
-        inputs = Inputs(cfg)
+        spec = _feature_spec(cfg)
+        inputs = Inputs(cfg, spec.of("context"))
     review_style = "impressions" not in inputs.tables
     spark = spark or spark_session(cfg.master, driver_memory=cfg.driver_memory, conf=parse_conf(cfg.spark_conf))
+    side = SideFields(spark, spec, cfg.vocab) if spec else None  # side tables checked before any long work
     bar = ui.progress(total=6, desc="build-features", unit="step", unit_scale=False)
     keep = Persisted()
 
@@ -370,13 +416,14 @@ def run(cfg: BuildConfig, spark=None) -> dict:
                 counts["meta"] = list(_count_by_reason(read_table(spark, inputs.tables["meta"])
                                                        .withColumn("_filtered", F.lit(False))))
             # One scan applies the row rules; the vocabulary and encoding passes then read the cache.
-            good_events = keep(_good(events, inputs, "user", "item", "category", "ts"))
+            context = inputs.context if review_style else []
+            good_events = keep(_good(events, inputs, "user", "item", "category", "ts", *context))
             good_imps = None
             if not review_style:
                 impressions = _impression_rows(spark, inputs)
                 counts["impressions"] = list(_count_by_reason(impressions))
                 good_imps = keep(_good(impressions, inputs, "request", "user", "ts", "item", "category", "clicked",
-                                       "bid", "p_true", "position"))
+                                       "bid", "p_true", "position", *inputs.context))
         if params.split_kind == "time":
             params = replace(params, split=_with_validation_window(params, good_imps if good_imps is not None
                                                                    else good_events, cfg.valid_fraction))
@@ -393,9 +440,19 @@ def run(cfg: BuildConfig, spark=None) -> dict:
                     "of its items: a vocabulary from another dataset? (expectation "
                     "expect_column_values_to_be_in_set(vocabulary) failed)")
             vocab.write(tmp / "vocab")
-            sizes = vocab.sizes
-            distinct_events = keep(_distinct_events(good_events, vocab))
-            distinct_imps = None if good_imps is None else keep(_distinct_impressions(good_imps, vocab))
+            item_fields = [f.column for f in spec.of("item")]
+            if inputs.context:  # encoded in place: ids from the field vocabularies, numbers as doubles
+                if review_style:
+                    good_events = keep(side.context(good_events))
+                else:
+                    good_imps = keep(side.context(good_imps))
+            if item_fields:
+                vocab.keys["item"] = _with_side_fields(vocab.keys["item"], side, "item", "id")
+            sizes = replace(vocab.sizes, fields=tuple((f, side.sizes().get(f.key)) for f in spec.fields))
+            event_fields = item_fields + (inputs.context if review_style else [])
+            distinct_events = keep(_distinct_events(good_events, vocab, event_fields))
+            distinct_imps = None if good_imps is None else keep(_distinct_impressions(good_imps, vocab,
+                                                                                      item_fields + inputs.context))
         bar.update()
         with timer("samples"):
             too_few = None
@@ -408,16 +465,22 @@ def run(cfg: BuildConfig, spark=None) -> dict:
             else:
                 _add(counts, "impressions", "duplicate_impression",
                      distinct_imps.agg(F.sum(F.col("n") - 1)).first()[0] or 0)
-            users = vocab.keys["user"].toDF("user_id", "user_key", "user_idx")
+            users = _with_side_fields(vocab.keys["user"].toDF("user_id", "user_key", "user_idx"), side, "user",
+                                      "user_id")
+            by_idx = side.item_columns(vocab.tables["item"]["id"]) if item_fields else {}
             build = SampleBuilder(spark, params, _sampler(vocab.tables, cfg.aux_neg == "uniform"), users,
-                                  vocab.rows["user"], distinct_events, _item_fields(spark, vocab.tables))
+                                  vocab.rows["user"], distinct_events, _item_fields(spark, vocab.tables, by_idx),
+                                  spec, {c: a.to_numpy(zero_copy_only=False) for c, a in by_idx.items()})
             if review_style:
                 targets = build.review_targets()
                 samples, requests = build.review_samples(targets), build.review_requests(targets)
             else:
                 imps = build.impressions(distinct_imps)
                 samples, requests = build.impression_samples(imps), build.impression_requests(imps)
-            _write_splits(samples, tmp)
+            _write_splits(samples, tmp, build.schemas["samples"])
+            if side is not None:
+                side.write(tmp / "vocab", numeric_stats(tmp / "train", spec, cfg.vocab))
+                field_rows = side.counts(vocab.keys["user"], vocab.keys["item"])
         bar.update()
         with timer("requests"):
             requests.write.parquet(str(tmp / "requests"))
@@ -439,6 +502,9 @@ def run(cfg: BuildConfig, spark=None) -> dict:
         manifest = _manifest(cfg, inputs, counts, split_counts, n_requests, sizes, validator, timer, spark,
                              review_style)
         manifest["vocab"]["known_share"] = known  # distinct ids of this input found in the vocabulary
+        if side is not None:
+            manifest["fields"] = {"spec": cfg.feature_spec, "fields": [f.to_dict() for f in spec.fields],
+                                  "vocabulary_sizes": side.sizes(), "side_tables": field_rows}
         manifest["seconds"] = round(time.perf_counter() - started, 2)
         write_json(tmp / "manifest.json", manifest)
         if not all(o.success for o in validator.outcomes):
@@ -447,6 +513,22 @@ def run(cfg: BuildConfig, spark=None) -> dict:
             raise DataValidationError(f"built data failed validation, nothing published: {failed} "
                                       f"(report kept in {cfg.out}.validation-failed/)")
     return manifest
+
+
+def _feature_spec(cfg: BuildConfig) -> feature_spec.FeatureSpec:
+    """The --feature-spec fields, checked against a reused vocabulary (the same fields, or exit 2)."""
+    if not cfg.feature_spec:
+        if cfg.vocab and (Path(cfg.vocab) / FIELDS_JSON).exists():
+            raise UsageError(f"--vocab {cfg.vocab} was built with a feature spec: pass the same --feature-spec")
+        return feature_spec.FeatureSpec()
+    spec = feature_spec.load(cfg.feature_spec)
+    if cfg.vocab:
+        path = Path(cfg.vocab) / FIELDS_JSON
+        reused = [feature_spec.Field(**d) for d in read_json(path)["fields"]] if path.exists() else []
+        if reused != list(spec.fields):
+            raise UsageError(f"--vocab {cfg.vocab} has fields {[f.key for f in reused] or 'none'}, the spec "
+                             f"{[f.key for f in spec.fields]}: reuse a vocabulary built with the same spec")
+    return spec
 
 
 def _keep_failed_report(tmp: Path, out: str) -> None:
@@ -494,7 +576,8 @@ def validate_dataset(features: str, master: str = "local[2]", spark=None, spark_
 
     root = Path(features)
     manifest = read_json(root / "manifest.json")
-    sizes = quality.VocabSizes(*(pq.read_metadata(root / "vocab" / f"{n}.parquet").num_rows for n in VOCABS))
+    sizes = quality.VocabSizes(*(pq.read_metadata(root / "vocab" / f"{n}.parquet").num_rows for n in VOCABS),
+                               fields=dataset_fields(root)[1])
     spark = spark or spark_session(master, conf=parse_conf(spark_conf))
     with atomic_output_dir(root / "validation") as tmp:
         counts, validator = _validate(spark, root, quality.Validator(tmp), sizes, int(manifest["params"]["max_len"]))

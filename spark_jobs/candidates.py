@@ -12,13 +12,16 @@ requests on the executors; no history passes through the driver.
 
 Candidates: a category missing from the table comes from the item table (`--meta`), else from the
 vocabulary, else `<unknown>`; users and items the vocabulary lacks are scored as out-of-vocabulary and
-counted by reason in the manifest; a repeated (request_id, item_id) is a reject.
+counted by reason in the manifest; a repeated (request_id, item_id) is a reject. With `--feature-spec`
+(the training features' own), the user and item side tables are joined as for training, history steps
+and candidates get their item fields, and a request's context is its candidate rows' (the first row's).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
+from dataclasses import replace as with_changes
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,10 +41,14 @@ from .build_features import (
     _count_by_reason,
     _distinct_events,
     _event_rows,
+    _feature_spec,
     _good,
+    _with_side_fields,
     arrow_to_ddl,
     item_categories,
+    spark_type,
 )
+from .fields import SideFields
 from .readers import read_table, resolve
 from .samples import broadcast_small
 from .vocabulary import Vocabulary
@@ -64,12 +71,17 @@ def run(cfg: BuildConfig, spark=None) -> dict:
                          "trained model's ids")
     timer, started = Timer(), time.perf_counter()
     with timer("structural_checks"):
-        inputs = Inputs(replace(cfg, impressions=None, split="last"))
+        spec = _feature_spec(cfg)
+        inputs = Inputs(with_changes(cfg, impressions=None, split="last"))
         inputs.tables.pop("impressions", None)  # a synth directory's own impressions are not the candidates
         inputs.paths.pop("impressions", None)
         table_path = Path(cfg.candidate_table)
-        cand_table = resolve("candidates", data_files(table_path), candidates_spec(table_path))
+        table_spec = candidates_spec(table_path)
+        context = {f.column: f.name for f in spec.of("context")}  # columns of the candidate table
+        table_spec = with_changes(table_spec, columns={**table_spec.columns, **context})
+        cand_table = resolve("candidates", data_files(table_path), table_spec)
     spark = spark or spark_session(cfg.master, driver_memory=cfg.driver_memory, conf=parse_conf(cfg.spark_conf))
+    side = SideFields(spark, spec, cfg.vocab) if spec else None
     bar = ui.progress(total=4, desc="build-features (candidates)", unit="step", unit_scale=False)
     keep = Persisted()
     with atomic_output_dir(cfg.out) as tmp:
@@ -79,8 +91,10 @@ def run(cfg: BuildConfig, spark=None) -> dict:
             good_events = keep(_good(events, inputs, "user", "item", "category", "ts"))
             raw = read_table(spark, cand_table, inputs.ts_range).withColumn("_filtered", F.lit(False))
             optional = [c for c in ("given_category", "bid", "position", "clicked") if c in raw.columns]
-            rows = _good(raw, inputs, "request", "user", "ts", "item", *optional).withColumn(
+            rows = _good(raw, inputs, "request", "user", "ts", "item", *optional, *context).withColumn(
                 "_order", F.monotonically_increasing_id())
+            if context:
+                rows = side.context(rows)
             # A repeated (request, item): the first row is kept, the others are rejects.
             first = Window.partitionBy("request", "item").orderBy("_order")
             rows = keep(rows.withColumn("_copy", F.row_number().over(first)))
@@ -94,11 +108,16 @@ def run(cfg: BuildConfig, spark=None) -> dict:
         with timer("vocabulary"):
             vocab = Vocabulary(spark, good_events, None, cfg.vocab, keep)
             vocab.write(tmp / "vocab")
-            sizes = vocab.sizes
-            distinct = _distinct_events(good_events, vocab)
+            item_fields = [f.column for f in spec.of("item")]
+            if item_fields:
+                vocab.keys["item"] = _with_side_fields(vocab.keys["item"], side, "item", "id")
+            if side is not None:
+                side.write(tmp / "vocab", side.reused_stats())
+            sizes = with_changes(vocab.sizes, fields=tuple((f, side.sizes().get(f.key)) for f in spec.fields))
+            distinct = _distinct_events(good_events, vocab, item_fields)
         bar.update()
         with timer("requests"):
-            requests, oov = _requests(spark, cfg, rows, optional, distinct, vocab, inputs)
+            requests, oov = _requests(spark, cfg, rows, optional, distinct, vocab, inputs, side)
             requests.write.parquet(str(tmp / "requests"))
         bar.update()
         with timer("rejects"):
@@ -114,7 +133,8 @@ def run(cfg: BuildConfig, spark=None) -> dict:
         keep.release()
         with timer("validation"):
             validator = quality.Validator(tmp / "validation")
-            written = spark.read.schema(arrow_to_ddl(schema.REQUESTS)).parquet(str(tmp / "requests"))
+            layout = schema.with_fields(schema.REQUESTS, spec.fields, "requests")
+            written = spark.read.schema(arrow_to_ddl(layout)).parquet(str(tmp / "requests"))
             validator.run("requests", written, quality.requests_suite(sizes, cfg.max_len))
         bar.update()
         bar.close()
@@ -140,9 +160,16 @@ def run(cfg: BuildConfig, spark=None) -> dict:
     return manifest
 
 
-def _requests(spark, cfg: BuildConfig, rows, optional: list[str], distinct, vocab: Vocabulary, inputs):
-    """One row per request in the REQUESTS schema, and the out-of-vocabulary counts."""
+def _requests(spark, cfg: BuildConfig, rows, optional: list[str], distinct, vocab: Vocabulary, inputs,
+              side: SideFields | None):
+    """One row per request in the REQUESTS schema (with the feature spec's columns), and the
+    out-of-vocabulary counts."""
     from pyspark.sql import functions as F
+
+    spec = side.spec if side is not None else None
+    item_fields = [f.column for f in spec.of("item")] if spec else []
+    request_fields = [f.column for f in spec.fields if f.group != "item"] if spec else []
+    context = [f.column for f in spec.of("context")] if spec else []
 
     users = vocab.reused("user").select(F.col("id").alias("user"), F.col("idx").alias("user_idx"))
     user_keys = vocab.lookup("user", "user").drop("user_idx")  # whose events we hold
@@ -167,8 +194,8 @@ def _requests(spark, cfg: BuildConfig, rows, optional: list[str], distinct, voca
         F.coalesce("cat_idx", F.lit(schema.OOV_IDX)).alias("category_idx"),
         (F.col("bid") if "bid" in optional else F.lit(None)).cast("double").alias("bid"),
         (F.col("position") if "position" in optional else F.lit(None)).cast("int").alias("position"),
-        (F.col("clicked") if "clicked" in optional else F.lit(None)).cast("int").alias("label"))
-    cand = cand.persist()
+        (F.col("clicked") if "clicked" in optional else F.lit(None)).cast("int").alias("label"), *context)
+    cand = _with_side_fields(_with_side_fields(cand, side, "user", "user"), side, "item", "item_id").persist()
     oov = cand.agg(
         F.countDistinct(F.when(F.col("user_idx") == schema.OOV_IDX, F.col("user"))).alias("users"),
         F.sum((F.col("item_idx") == schema.OOV_IDX).cast("int")).alias("candidates_with_unknown_item"),
@@ -176,12 +203,14 @@ def _requests(spark, cfg: BuildConfig, rows, optional: list[str], distinct, voca
         F.countDistinct(F.when(F.col("user_idx") == schema.OOV_IDX, F.col("request"))).alias(
             "requests_with_unknown_user")).first().asDict()
     oov = {"unknown_users": oov["users"], **{k: v for k, v in oov.items() if k != "users"}}
-    fields = ["_order", "item_id", "item_idx", "category_id", "category_idx", "bid", "position", "label"]
+    fields = ["_order", "item_id", "item_idx", "category_id", "category_idx", "bid", "position", "label",
+              *item_fields]
     per_request = cand.groupBy("request", "user", "ts", "user_key", "user_idx").agg(
-        F.array_sort(F.collect_list(F.struct(*fields))).alias("c"))
+        F.array_sort(F.collect_list(F.struct(*fields))).alias("c"),
+        *[F.min_by(c, "_order").alias(c) for c in request_fields])  # the request's first row's
     # The user's de-duplicated events (one category per item), ordered by (time, item) as for training.
     history = distinct.groupBy("user_key").agg(F.array_sort(F.collect_list(
-        F.struct("ts", "item_idx", "category_idx"))).alias("ev"))
+        F.struct("ts", "item_idx", "category_idx", *item_fields))).alias("ev"))
     req = per_request.join(history, "user_key", "left").withColumn(
         "before", F.filter(F.coalesce("ev", F.array()), lambda e: e["ts"] < F.col("ts")))
     n = F.size("before")
@@ -200,5 +229,8 @@ def _requests(spark, cfg: BuildConfig, rows, optional: list[str], distinct, voca
         labels.cast("array<int>").alias("cand_label"),
         F.when(F.exists("c", lambda x: x["bid"].isNotNull()), F.col("c.bid")).alias("cand_bid"),
         F.lit(None).cast("array<double>").alias("cand_p_true"),
-        F.when(F.exists("c", lambda x: x["position"].isNotNull()), F.col("c.position")).alias("cand_position"))
-    return out.select(*[f.name for f in schema.REQUESTS]), oov
+        F.when(F.exists("c", lambda x: x["position"].isNotNull()), F.col("c.position")).alias("cand_position"),
+        *request_fields, *[F.col("h")[c].alias(f"hist_{c}") for c in item_fields],
+        *[F.col("c")[c].alias(f"cand_{c}") for c in item_fields])
+    layout = schema.with_fields(schema.REQUESTS, spec.fields if spec else (), "requests")
+    return out.select(*[F.col(f.name).cast(spark_type(f.type)) for f in layout]), oov

@@ -21,6 +21,7 @@ class VocabSizes:
     users: int
     items: int
     categories: int
+    fields: tuple = ()  # (feature_spec.Field, its vocabulary's rows or None for a numeric field)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,30 @@ def _in_vocab(column: str, size: int) -> str:
     return f"exists({column}, x -> x IS NULL OR x < 1 OR x >= {size})"
 
 
+def _with_fields(suite: Suite, v: VocabSizes, lists: tuple[str, ...], parallel_to: str) -> Suite:
+    """suite plus the feature spec's columns: scalar ids within their vocabularies (0 = missing), and each
+    item field's lists (`lists`: hist_, neg_, cand_) as long as `parallel_to`, their ids within range."""
+    gxe = _gxe()
+    out, rows = list(suite.expectations), dict(suite.row_checks)
+    for f, size in v.fields:
+        scalar = f.group != "item" or "cand_" not in lists
+        if scalar:
+            out.append(gxe.ExpectColumnToExist(column=f.column))
+        if scalar and f.kind == "categorical":
+            out += [gxe.ExpectColumnValuesToNotBeNull(column=f.column),
+                    gxe.ExpectColumnValuesToBeBetween(column=f.column, min_value=0, max_value=size - 1)]
+        if f.group != "item":
+            continue
+        for role in lists:
+            column = role + f.column
+            size_of = "hist_len" if role != "cand_" else f"size({parallel_to})"
+            bad = f"size({column}) != {size_of}"
+            if f.kind == "categorical":
+                bad += f" OR exists({column}, x -> x IS NULL OR x < 0 OR x >= {size})"
+            rows[f"field {f.key}: {column} parallel to the items, ids within its vocabulary"] = bad
+    return Suite(out, rows)
+
+
 def samples_suite(v: VocabSizes, max_len: int, positive_rate: tuple[float, float]) -> Suite:
     gxe = _gxe()
     out = [gxe.ExpectTableRowCountToBeBetween(min_value=1),
@@ -92,7 +117,7 @@ def samples_suite(v: VocabSizes, max_len: int, positive_rate: tuple[float, float
            gxe.ExpectColumnValuesToBeBetween(column="user_idx", min_value=1, max_value=v.users - 1),
            gxe.ExpectColumnValuesToBeBetween(column="item_idx", min_value=1, max_value=v.items - 1),
            gxe.ExpectColumnValuesToBeBetween(column="category_idx", min_value=1, max_value=v.categories - 1)]
-    return Suite(out, {
+    return _with_fields(Suite(out, {
         "sequence lists have hist_len elements":
             "size(hist_item_idx) != hist_len OR size(hist_category_idx) != hist_len "
             "OR size(neg_item_idx) != hist_len OR size(neg_category_idx) != hist_len",
@@ -103,12 +128,12 @@ def samples_suite(v: VocabSizes, max_len: int, positive_rate: tuple[float, float
             "exists(zip_with(hist_item_idx, neg_item_idx, (a, b) -> a = b), x -> x)",
         "history strictly before the target (point in time)":
             "hist_len > 0 AND (hist_last_ts IS NULL OR hist_last_ts >= ts)",
-    })
+    }), v, ("hist_", "neg_"), "hist_item_idx")
 
 
 def requests_suite(v: VocabSizes, max_len: int) -> Suite:
     gxe = _gxe()
-    return Suite([
+    return _with_fields(Suite([
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         gxe.ExpectColumnValuesToBeUnique(column="request_id"),
         gxe.ExpectColumnValuesToBeBetween(column="hist_len", min_value=0, max_value=max_len),
@@ -124,7 +149,7 @@ def requests_suite(v: VocabSizes, max_len: int) -> Suite:
             f"OR {_in_vocab('cand_category_idx', v.categories)}",
         "history strictly before the request (point in time)":
             "hist_len > 0 AND (hist_last_ts IS NULL OR hist_last_ts >= ts)",
-    })
+    }), v, ("hist_", "cand_"), "cand_item_idx")
 
 
 class Validator:

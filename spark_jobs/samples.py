@@ -19,6 +19,7 @@ import pandas as pd
 
 from dien_batch import schema
 from dien_batch.data import samples as rules
+from dien_batch.feature_spec import FeatureSpec
 
 from .session import Persisted
 
@@ -46,8 +47,10 @@ class ItemDraws:
     """`ItemSampler`'s draws as joins: a weight table (lo, w by item) and a bucket table that lists, for
     each bucket of `width` points, the items whose interval [lo, hi) meets it."""
 
-    def __init__(self, spark, sampler: rules.ItemSampler):
+    def __init__(self, spark, sampler: rules.ItemSampler, fields: dict[str, np.ndarray] | None = None):
+        """fields: item field columns (a feature spec's i_*) indexed by item idx; a draw returns them too."""
         F = _F()
+        self.fields = list(fields or {})
         self.total, self.first, self.count = sampler.total, int(sampler.items[0]), len(sampler.items)
         self.width = -(-self.total // self.count)  # ceil: about one item per bucket
         weight, hi = sampler.weight_of[sampler.items], sampler.hi
@@ -60,7 +63,8 @@ class ItemDraws:
         bucket = first_b[owner] + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
         buckets = pd.DataFrame({"_b_bucket": bucket, "_b_lo": lo[owner], "_b_hi": hi[owner],
                                 "_b_item": sampler.items[owner],
-                                "_b_cat": sampler.item_category[sampler.items][owner].astype(np.int32)})
+                                "_b_cat": sampler.item_category[sampler.items][owner].astype(np.int32),
+                                **{f"_b_{c}": values[sampler.items][owner] for c, values in (fields or {}).items()}})
         self.buckets = broadcast_small(spark.createDataFrame(buckets), len(buckets))
         self.F = F
 
@@ -68,23 +72,26 @@ class ItemDraws:
         F = self.F
         return F.least(F.floor(u * span).cast("long"), span - 1)
 
-    def _at(self, frame, point, item: str, category: str):
-        """frame with `item`, `category`: the item whose interval holds `point`."""
+    def _at(self, frame, point, item: str, category: str, prefix: str = ""):
+        """frame with `item`, `category` (and its fields as `prefix` + column): the item whose interval
+        holds `point`."""
         F = self.F
         frame = frame.withColumn("_r", point).withColumn("_bucket", F.expr(f"_r div {self.width}"))
         r = F.col("_r")
         hit = (F.col("_bucket") == F.col("_b_bucket")) & (r >= F.col("_b_lo")) & (r < F.col("_b_hi"))
         joined = frame.join(self.buckets, hit)
         joined = joined.withColumn(item, F.col("_b_item").cast("int")).withColumn(category, F.col("_b_cat").cast("int"))
+        for c in self.fields if prefix else ():
+            joined = joined.withColumn(prefix + c, F.col(f"_b_{c}"))
         return joined.drop("_r", "_bucket", *self.buckets.columns)
 
-    def excluding(self, frame, u, exclude: str, item: str, category: str):
+    def excluding(self, frame, u, exclude: str, item: str, category: str, prefix: str = ""):
         """One draw per row from the distribution without the row's `exclude` item (`draw_excluding`)."""
         F = self.F
         frame = frame.join(self.weights, F.col(exclude) == F.col("_w_item"), "left")
         weight, lo = F.coalesce("_w", F.lit(0)), F.coalesce("_w_lo", F.lit(0))
         r = self._point(u, F.lit(self.total) - weight)
-        return self._at(frame, F.when(r >= lo, r + weight).otherwise(r), item, category).drop(
+        return self._at(frame, F.when(r >= lo, r + weight).otherwise(r), item, category, prefix).drop(
             "_w_item", "_w_lo", "_w")
 
     def plain(self, frame, u, item: str, category: str):
@@ -116,9 +123,9 @@ def _split_code(params: rules.SampleParams, keep_n: int | None, ts, rank, user_u
     return F.coalesce(code, F.lit(-1)).cast("tinyint")
 
 
-def with_history(frame, max_len: int):
+def with_history(frame, max_len: int, fields: list[str] = ()):
     """frame (with `seq`, a user's sorted sequence, and `end`, the count of its events before the
-    target) with the history columns of the sample schema in place of `seq`."""
+    target) with the history columns of the sample schema (and of the item fields) in place of `seq`."""
     F = _F()
     end = F.col("end")
     start = F.greatest(end - max_len, F.lit(0))
@@ -127,6 +134,7 @@ def with_history(frame, max_len: int):
                         h["neg_item_idx"].alias("neg_item_idx"), h["neg_category_idx"].alias("neg_category_idx"),
                         F.size(h).cast("int").alias("hist_len"),
                         F.when(F.size(h) > 0, F.element_at(h, -1)["ts"]).cast("long").alias("hist_last_ts"),
+                        *[h[c].alias(f"hist_{c}") for c in fields], *[h[f"neg_{c}"].alias(f"neg_{c}") for c in fields],
                         ).drop("seq")
 
 
@@ -146,25 +154,34 @@ class SampleBuilder:
     """The samples and requests of one build, from de-duplicated encoded events (and impressions)."""
 
     def __init__(self, spark, params: rules.SampleParams, sampler: rules.ItemSampler, users, n_users: int,
-                 events, item_fields):
-        """users: (user_key, user_id, user_idx); events: (user_key, item_idx, category_idx, ts), one row
-        per distinct event, ideally partitioned by user_key; item_fields: (item_idx, cat, item_id,
-        category_id) for every vocabulary item."""
+                 events, item_fields, spec: FeatureSpec = FeatureSpec(), sampler_fields=None):
+        """users: (user_key, user_id, user_idx, user fields); events: (user_key, item_idx, category_idx, ts,
+        item fields), one row per distinct event, ideally partitioned by user_key; item_fields: (item_idx,
+        cat, item_id, category_id, item fields) for every vocabulary item; spec: the feature spec's fields,
+        sampler_fields its item field columns by item idx."""
         from pyspark.sql import Window
 
         F = _F()
         self.F, self.W, self.params = F, Window, params
-        self.draws = ItemDraws(spark, sampler)
+        self.fields = [f.column for f in spec.of("item")]
+        self.context = [f.column for f in spec.of("context")]  # the target's own: its event's or impression's
+        self.user_columns = [f.column for f in spec.fields if f.group != "item"]
+        self.schemas = {k: schema.with_fields(base, spec.fields, k)
+                        for k, base in (("samples", schema.SAMPLES), ("requests", schema.REQUESTS))}
+        self.draws = ItemDraws(spark, sampler, sampler_fields)
         self.items = broadcast_small(item_fields, len(sampler.item_category))
         self.users = broadcast_small(users.withColumn("uh", F.xxhash64("user_id")), n_users)
         by_time = Window.partitionBy("user_key").orderBy("ts", "item_idx", "category_idx")
-        ev = (events.select("user_key", "item_idx", "category_idx", "ts")
-              .withColumn("position", F.row_number().over(by_time) - 1).join(self.users, "user_key"))
+        ev = (events.select("user_key", "item_idx", "category_idx", "ts", *self.fields,
+                            *[c for c in self.context if c in events.columns])
+              .withColumn("position", F.row_number().over(by_time) - 1).join(self.users.select("user_key", "uh"),
+                                                                              "user_key"))
         ev = self.draws.excluding(ev, uniform(params.seed, F.col("uh"), F.col("position"), rules.SALT_AUX_NEG),
-                                  "item_idx", "neg_item_idx", "neg_category_idx")
+                                  "item_idx", "neg_item_idx", "neg_category_idx", "neg_")
         # One row per user: its events in order (the struct sorts by position first).
         self.sequences = ev.groupBy("user_key").agg(F.array_sort(F.collect_list(F.struct(
-            "position", "ts", "item_idx", "category_idx", "neg_item_idx", "neg_category_idx"))).alias("seq"))
+            "position", "ts", "item_idx", "category_idx", "neg_item_idx", "neg_category_idx", *self.fields,
+            *[f"neg_{c}" for c in self.fields], *[c for c in self.context if c in events.columns]))).alias("seq"))
         self._keep = Persisted()
 
     def unpersist(self) -> None:
@@ -194,7 +211,8 @@ class SampleBuilder:
         t = self.sequences.join(self.users, "user_key").select(
             "*", cut.alias("_cut"), n.alias("_n"), F.explode(positions).alias("_p"))
         event = F.element_at(seq, F.col("_p") + 1)
-        t = t.select("*", *[event[c].alias(c) for c in ("position", "ts", "item_idx", "category_idx")])
+        t = t.select("*", *[event[c].alias(c) for c in ("position", "ts", "item_idx", "category_idx", *self.fields,
+                                                        *self.context)])
         t = t.withColumn("end", F.array_position(seq["ts"], F.col("ts")) - 1).filter(F.col("end") > 0)
         rank = F.when(F.col("_p") >= F.col("_cut"), F.col("_n")).otherwise(F.col("_cut")) - 1 - F.col("_p")
         split = _split_code(p, keep_n, F.col("ts"), rank, uniform(p.seed, F.col("uh"), rules.SALT_USER_SPLIT))
@@ -202,19 +220,22 @@ class SampleBuilder:
         # A test target's exclusions for its candidates: every earlier behaviour and the target itself.
         excl = F.concat(F.slice(seq["item_idx"], 1, F.col("end")), F.array("item_idx"))
         t = t.withColumn("excl", F.when(F.col("split") == 2, excl))
-        return self._keep(with_history(t, p.max_len))
+        return self._keep(with_history(t, p.max_len, self.fields))
 
     def review_samples(self, targets):
         F, p = self.F, self.params
         t = self.draws.excluding(targets, uniform(p.seed, F.col("uh"), F.col("position"), rules.SALT_TARGET_NEG),
-                                 "item_idx", "t_neg_item", "t_neg_cat")
-        def sample(label, item, category):
-            return F.struct(F.lit(label).alias("label"), F.col(item).alias("i"), F.col(category).alias("c"))
+                                 "item_idx", "t_neg_item", "t_neg_cat", "t_neg_")
 
-        both = F.array(sample(1, "item_idx", "category_idx"), sample(0, "t_neg_item", "t_neg_cat"))
+        def sample(label, item, category, prefix):
+            return F.struct(F.lit(label).alias("label"), F.col(item).alias("i"), F.col(category).alias("c"),
+                            *[F.col(prefix + c).alias(c) for c in self.fields])
+
+        both = F.array(sample(1, "item_idx", "category_idx", ""), sample(0, "t_neg_item", "t_neg_cat", "t_neg_"))
         t = t.withColumn("_t", F.explode(both))
-        columns = {"label": F.col("_t.label"), "item_idx": F.col("_t.i"), "category_idx": F.col("_t.c")}
-        return _select(t, columns, schema.SAMPLES, [F.col("split").cast("tinyint")])
+        columns = {"label": F.col("_t.label"), "item_idx": F.col("_t.i"), "category_idx": F.col("_t.c"),
+                   **{c: F.col("_t")[c] for c in self.fields}}
+        return _select(t, columns, self.schemas["samples"], [F.col("split").cast("tinyint")])
 
     def review_requests(self, targets):
         """Each test target with K-1 negatives: distinct, never the positive nor an earlier behaviour."""
@@ -243,7 +264,8 @@ class SampleBuilder:
         req = req.withColumn("cand", F.concat(F.array("item_idx"), "chosen", fallback))
         slots = req.select("user_key", "position", F.posexplode("cand").alias("slot", "item_idx"))
         slots = slots.join(self.items, "item_idx", "left").groupBy("user_key", "position").agg(
-            F.array_sort(F.collect_list(F.struct("slot", "item_idx", "cat", "item_id", "category_id"))).alias("c"))
+            F.array_sort(F.collect_list(F.struct("slot", "item_idx", "cat", "item_id", "category_id",
+                                                 *self.fields))).alias("c"))
         req = tests.drop("excl").join(slots, ["user_key", "position"])
         columns = {
             "request_id": F.concat("user_id", F.lit("@"), F.col("ts").cast("string"), F.lit("#"),
@@ -251,8 +273,9 @@ class SampleBuilder:
             "cand_item_idx": F.col("c")["item_idx"], "cand_category_idx": F.col("c")["cat"],
             "cand_item_id": F.col("c")["item_id"], "cand_category_id": F.col("c")["category_id"],
             "cand_label": F.concat(F.array(F.lit(1)), F.array_repeat(F.lit(0), F.size("c") - 1)),
+            **{f"cand_{c}": F.col("c")[c] for c in self.fields},
         }
-        return _select(req, columns, schema.REQUESTS)
+        return _select(req, columns, self.schemas["requests"])
 
     # ---- impression style: every logged impression is a sample ---------------------------------------------
 
@@ -266,18 +289,19 @@ class SampleBuilder:
         imps = imps.withColumn("split", split).join(self.sequences, "user_key", "left").withColumn(
             "seq", F.coalesce("seq", F.array().cast(self.sequences.schema["seq"].dataType)))
         imps = imps.withColumn("end", F.size(F.filter("seq", lambda e: e["ts"] < F.col("ts"))))
-        return self._keep(with_history(imps, p.max_len))
+        return self._keep(with_history(imps, p.max_len, self.fields))
 
     def impression_samples(self, imps):
         F = self.F
         columns = {"label": F.col("clicked"), "request_id": F.col("request")}
-        return _select(imps, columns, schema.SAMPLES, [F.col("split").cast("tinyint")])
+        return _select(imps, columns, self.schemas["samples"], [F.col("split").cast("tinyint")])
 
     def impression_requests(self, imps):
         """The test split's logged impressions, one row per request, candidates by (item idx, item id)."""
         F = self.F
-        fields = ["item_idx", "item", "category", "category_idx", "clicked", "bid", "p_true", "position"]
-        history = ["hist_item_idx", "hist_category_idx", "hist_len", "hist_last_ts"]  # the same for the request
+        fields = ["item_idx", "item", "category", "category_idx", "clicked", "bid", "p_true", "position", *self.fields]
+        history = ["hist_item_idx", "hist_category_idx", "hist_len", "hist_last_ts",  # the same for the request
+                   *[f"hist_{c}" for c in self.fields], *self.user_columns]
         req = imps.filter(F.col("split") == 2).groupBy("user_key", "user_id", "user_idx", "ts", "request").agg(
             F.array_sort(F.collect_list(F.struct(*fields))).alias("c"), *[F.first(h).alias(h) for h in history])
         c = F.col("c")
@@ -285,6 +309,6 @@ class SampleBuilder:
             "request_id": F.col("request"),
             "cand_item_id": c["item"], "cand_category_id": c["category"], "cand_item_idx": c["item_idx"],
             "cand_category_idx": c["category_idx"], "cand_label": c["clicked"], "cand_bid": c["bid"],
-            "cand_p_true": c["p_true"], "cand_position": c["position"],
+            "cand_p_true": c["p_true"], "cand_position": c["position"], **{f"cand_{f}": c[f] for f in self.fields},
         }
-        return _select(req, columns, schema.REQUESTS)
+        return _select(req, columns, self.schemas["requests"])

@@ -27,6 +27,7 @@ dien-batch build-features --events day2 --format synth --vocab features/vocab --
 dien-batch build-features --events logs/ --candidate-table tomorrow.parquet --vocab features/vocab --out serve
 dien-batch build-features --events ratings.csv --format csv --columns user=userId,item=movieId,ts=timestamp \
     --meta movies.csv --meta-columns item=movieId,category=genres --category-sep '|' --out movielens
+dien-batch build-features --events ml-100k.inter --format recbole --feature-spec fields.toml --out ml-fields
 """)
 @click.option("--events", required=True, type=click.Path(exists=True), help="Behaviour log: a file or a directory.")
 @click.option("--meta", type=click.Path(exists=True),
@@ -69,6 +70,9 @@ dien-batch build-features --events ratings.csv --format csv --columns user=userI
               help="Score these candidates instead of building training data: Parquet or CSV with request_id, "
                    "user_id, ts, item_id[, category_id, bid, position, clicked]. Needs --vocab; writes only "
                    "requests/, vocab/, rejects/, validation/ (histories from --events before each request's ts).")
+@click.option("--feature-spec", type=click.Path(exists=True, dir_okay=False),
+              help="A TOML file declaring user-profile and item (ad) fields from side tables: "
+                   "[user] table, key, categorical, numeric; [item] likewise (see the README).")
 @click.option("--master", default="local[2]", show_default=True, help="Spark master URL.")
 @click.option("--driver-memory", default="4g", show_default=True, help="Spark driver memory.")
 @click.option("--spark-conf", multiple=True, metavar="KEY=VALUE",

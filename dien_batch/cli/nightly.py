@@ -77,7 +77,7 @@ def _serve(cfg: dict, day: str, work: Path) -> dict | None:
     features = work / "serve-features"
     run(BuildConfig(events=cfg["events"].format(**fill), fmt=cfg.get("format", "auto"), vocab=cfg["vocab"],
                     candidate_table=serve["candidates"].format(**fill), max_len=cfg.get("max_len", 100),
-                    out=str(features), master=cfg.get("master", "local[2]")))
+                    feature_spec=cfg.get("feature_spec"), out=str(features), master=cfg.get("master", "local[2]")))
     out = Path(serve["out"]) / day
     summary = score(ScoreConfig(model=cfg["model"], engine=cfg.get("model_engine", cfg.get("engine", "torch")),
                                 requests=str(features / "requests"), out=str(out), overwrite=True,
@@ -107,7 +107,8 @@ def run_night(cfg: dict, day: str) -> tuple[Path, list[str]]:
             impressions=cfg.get("impressions") and cfg["impressions"].format(**fill),
             fmt=cfg.get("format", "auto"), vocab=cfg["vocab"], split=f"time:{day}",
             until=(start + timedelta(days=1)).isoformat(), max_len=cfg.get("max_len", 100),
-            candidates=cfg.get("candidates", 20), out=str(work / "features"), master=cfg.get("master", "local[2]")))
+            candidates=cfg.get("candidates", 20), feature_spec=cfg.get("feature_spec"), out=str(work / "features"),
+            master=cfg.get("master", "local[2]")))
     except DataValidationError as exc:
         failures = [f"validation: {exc}"]
         failed_report = Path(f"{work / 'features'}.validation-failed")

@@ -13,6 +13,7 @@ from .common import command
 @command(cli, "synth", """
 dien-batch synth --out data/synth
 dien-batch synth --users 20000 --events-per-user 50 --requests 100000 --out data/synth-1m
+dien-batch synth --profiles --out data/synth-fields
 """)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--users", type=int, default=5_000, show_default=True)
@@ -25,6 +26,10 @@ dien-batch synth --users 20000 --events-per-user 50 --requests 100000 --out data
 @click.option("--candidates-per-request", type=int, default=20, show_default=True)
 @click.option("--slots", type=int, default=3, show_default=True, help="Ads the logging policy shows.")
 @click.option("--start", default="2025-01-01", show_default=True, help="First day of the log (UTC).")
+@click.option("--profiles", is_flag=True,
+              help="Also user profiles (segment, age) and ad fields (quality tier, price) with a known effect on "
+                   "p_true, as side tables with a feature spec: OUT/users.parquet, OUT/items.parquet, "
+                   "OUT/fields.toml (build-features --feature-spec OUT/fields.toml).")
 def synth(out: str, seed: int, **sizes) -> None:
     """Generate a synthetic ads world whose users' interests drift over time.
 

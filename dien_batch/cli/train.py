@@ -53,6 +53,9 @@ dien-batch train --features features --model dien --attention mlp --augru-varian
 @click.option("--patience", type=int, default=2, show_default=True,
               help="Stop after this many epochs without a better validation AUC.")
 @click.option("--threads", type=int, default=0, help="torch threads (0 = PyTorch's default).")
+@click.option("--fields/--no-fields", default=True, show_default=True,
+              help="Use the user-profile and item fields the features were built with (--feature-spec); "
+                   "--no-fields trains on ids and the sequence only, for comparison.")
 def train(**options) -> None:
     """Train a model on build-features output; choose the checkpoint on the validation split.
 

@@ -31,6 +31,11 @@ session: its direction is visible only in the order of past sessions, so a model
 extrapolate and a pooled one cannot. On the default world the truth reaches AUC ~0.78, an oracle that
 knows every track's position as of the last behaviour (all of (1) and (2), none of (3)) ~0.72, and
 exact-match shares of the last k behaviours (what the classical yardstick uses) ~0.62-0.63.
+* **Profiles** (`--profiles`, off by default; the world above is unchanged by it apart from these terms):
+  each user has a segment s (one of 4) and an age, each ad a price and a quality tier (the quintile of
+  its q), written as side tables with a feature spec (`users.parquet`, `items.parquet`, `fields.toml`).
+  The logit gains + 1.0 where the ad's category belongs to the user's segment (c mod 4 = s) and
+  - 0.5 * the ad's standardised log price; age has no effect (a field a model should learn to ignore).
 * **Logging** (`clicked`, `position`): the world is simulated, so each candidate's click outcome is drawn
   as if it were shown in the top slot (`clicked ~ Bernoulli(p_true)`): full feedback for training and
   for checking simulated A/B tests against the truth. `position` records where a mediocre logging
@@ -53,6 +58,20 @@ from .. import schema
 from ..errors import UsageError
 
 BASE_LOGIT, AFFINITY_WEIGHT, QUALITY_WEIGHT, KERNEL_WIDTH = -3.0, 3.5, 0.4, 0.8
+SEGMENTS, SEGMENT_WEIGHT, PRICE_WEIGHT = 4, 1.0, 0.5
+FIELD_SPEC = """# The synthetic world's user profiles and ad fields (dien-batch synth --profiles).
+[user]
+table = "users.parquet"
+key = "user_id"
+categorical = ["segment"]
+numeric = ["age"]
+
+[item]
+table = "items.parquet"
+key = "item_id"
+categorical = ["quality_tier"]
+numeric = ["price"]
+"""
 ITEM_ZIPF, CATEGORY_ZIPF = 1.1, 0.8
 SESSION_EVENTS = 4.0  # mean behaviour events per session
 DAY = 86_400
@@ -70,6 +89,7 @@ class SynthSpec:
     slots: int = 3
     seed: int = 0
     start: str = "2025-01-01"
+    profiles: bool = False
 
     def check(self) -> None:
         if min(self.users, self.items, self.categories, self.days, self.requests) < 1:
@@ -136,6 +156,19 @@ class World:
         move_time = rng.integers(0, self.span, len(move_track))
         self._move_key = np.sort(move_track.astype(np.int64) * (self.span + 1) + move_time)
         self._move_first = np.concatenate([[0], np.cumsum(moves)[:-1]])
+        # Profiles come from their own stream: the world above is the same with or without them.
+        extra = np.random.default_rng([spec.seed, 7])
+        self.segment = extra.integers(0, SEGMENTS, U)
+        self.age = np.round(np.clip(extra.normal(38.0, 12.0, U), 18, 80))
+        self.log_price = extra.normal(3.0, 0.8, I)
+        self.quality_tier = np.searchsorted(np.quantile(self.quality, [0.2, 0.4, 0.6, 0.8]), self.quality)
+
+    def profile_logit(self, user: np.ndarray, item: np.ndarray) -> np.ndarray:
+        """The profile fields' part of the logit (0 without --profiles)."""
+        if not self.spec.profiles:
+            return np.zeros(len(user))
+        z_price = (self.log_price[item] - self.log_price.mean()) / self.log_price.std()
+        return SEGMENT_WEIGHT * (self.item_cat[item] % SEGMENTS == self.segment[user]) - PRICE_WEIGHT * z_price
 
     def track_category(self, track: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Category of each track at time t (seconds from the start): start + dir * moves so far."""
@@ -240,7 +273,7 @@ def _impressions(world: World, rng: np.random.Generator, sessions: dict[str, np.
     item = _distinct_per_request(world, rng, world.draw_item(rng, category).reshape(R, K)).ravel()
     category = world.item_cat[item]
     logit = (BASE_LOGIT + AFFINITY_WEIGHT * world.affinity(user, category, t)
-             + QUALITY_WEIGHT * world.quality[item])
+             + QUALITY_WEIGHT * world.quality[item] + world.profile_logit(user, item))
     p_true = 1.0 / (1.0 + np.exp(-logit))
     clicked = (rng.random(R * K) < p_true).astype(np.int32)
     bid = np.maximum(0.05, np.round(np.exp(rng.normal(world.adv_log_bid[world.item_adv[item]], 0.25)), 2))
@@ -261,6 +294,19 @@ def _keys(prefix: str, n: int, idx: np.ndarray) -> pa.Array:
 def _write(table: pa.Table, directory: Path) -> None:
     directory.mkdir(parents=True)
     pq.write_table(table, directory / "part-00000.parquet", row_group_size=256 * 1024, compression="zstd")
+
+
+def _write_profiles(world: World, out_dir: Path) -> None:
+    """users.parquet, items.parquet and the feature spec that declares them (fields.toml)."""
+    spec = world.spec
+    users = np.arange(spec.users)
+    items = np.arange(spec.items)
+    pq.write_table(pa.table({"user_id": _keys("u", spec.users, users), "segment": [f"s{s}" for s in world.segment],
+                             "age": world.age}), out_dir / "users.parquet")
+    pq.write_table(pa.table({"item_id": _keys("i", spec.items, items),
+                             "quality_tier": [f"q{t}" for t in world.quality_tier],
+                             "price": np.round(np.exp(world.log_price), 2)}), out_dir / "items.parquet")
+    (out_dir / "fields.toml").write_text(FIELD_SPEC)
 
 
 def simulate(spec: SynthSpec) -> tuple[World, dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -287,6 +333,8 @@ def generate(spec: SynthSpec, out_dir: Path) -> dict:
          pa.array(imp["clicked"]), pa.array(imp["p_true"])], schema=schema.IMPRESSIONS)
     _write(events, out_dir / "events")
     _write(impressions, out_dir / "impressions")
+    if spec.profiles:
+        _write_profiles(world, out_dir)
     shown = imp["position"] > 0
     return {
         "spec": asdict(spec),

@@ -23,6 +23,7 @@ from ..errors import UsageError
 from ..io import library_versions, read_json
 from . import auction, bootstrap, metrics
 from .delong import delong_test
+from .field_slices import field_values
 
 METRICS_SCHEMA_VERSION = "1"
 HISTOGRAM_BINS = 40
@@ -71,8 +72,10 @@ def _codes(column: pa.ChunkedArray) -> np.ndarray:
     return pc.dictionary_encode(column).combine_chunks().indices.to_numpy().astype(np.int64)
 
 
-def score_block(y: np.ndarray | None, p: np.ndarray, users: np.ndarray, table: pa.Table) -> dict:
-    """Ranking and calibration metrics of one arm (ranking ones only when labels exist)."""
+def score_block(y: np.ndarray | None, p: np.ndarray, users: np.ndarray, table: pa.Table,
+                fields: dict[str, np.ndarray] | None = None) -> dict:
+    """Ranking and calibration metrics of one arm (ranking ones only when labels exist), sliced by
+    category, history length and the feature spec's categorical `fields` (values per row)."""
     hist, edges = np.histogram(p, bins=HISTOGRAM_BINS, range=(0.0, float(max(p.max(), 1e-6))))
     block = {"rows": int(len(p)), "mean_pctr": float(p.mean()),
              "histogram": {"counts": hist.tolist(), "edges": edges.tolist()}}
@@ -92,6 +95,8 @@ def score_block(y: np.ndarray | None, p: np.ndarray, users: np.ndarray, table: p
     hist_len = _column(table, "hist_len")
     if hist_len is not None:
         block["slices"]["history_length"] = metrics.by_slice(y, p, metrics.history_bucket(hist_len), min_rows=1)
+    for key, values in (fields or {}).items():
+        block["slices"][f"field {key}"] = metrics.by_slice(y, p, values)[:15]
     return block
 
 
@@ -131,11 +136,15 @@ def _judge(cfg: EvaluateConfig, table: pa.Table, arms: dict[str, np.ndarray]) ->
     return judge.astype(np.float64), info
 
 
-def _data_section(cfg: EvaluateConfig, manifest: dict) -> dict:
-    features = cfg.features
-    if features is None and manifest.get("config", {}).get("requests"):
+def _features(cfg: EvaluateConfig, manifest: dict) -> str | None:
+    """The build-features output the scores came from: --features, else the score manifest's requests' parent."""
+    if cfg.features is None and manifest.get("config", {}).get("requests"):
         candidate = Path(manifest["config"]["requests"]).parent
-        features = str(candidate) if (candidate / "manifest.json").exists() else None
+        return str(candidate) if (candidate / "manifest.json").exists() else None
+    return cfg.features
+
+
+def _data_section(features: str | None) -> dict:
     if not features:
         return {}
     built = read_json(Path(features) / "manifest.json")
@@ -153,13 +162,15 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     y = _column(table, "label")
     users = _codes(table.column("user_id")) if "user_id" in table.column_names else _codes(table.column("request_id"))
     p = table.column("pctr").to_numpy().astype(np.float64)
-    result = {"schema_version": METRICS_SCHEMA_VERSION, "model": score_block(y, p, users, table)}
+    features = _features(cfg, model_manifest)
+    fields = field_values(table, features) if features else {}
+    result = {"schema_version": METRICS_SCHEMA_VERSION, "model": score_block(y, p, users, table, fields)}
     result["model"]["source"] = cfg.scores
     arms = {"model": p}
     if cfg.baseline:
         pb = table.column("pctr_b").to_numpy().astype(np.float64)
         arms["baseline"] = pb
-        result["baseline"] = score_block(y, pb, users, table) | {"source": cfg.baseline}
+        result["baseline"] = score_block(y, pb, users, table, fields) | {"source": cfg.baseline}
         if y is not None:
             d = delong_test(y, p, pb)
             result["comparison"] = {
@@ -185,7 +196,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         sim["gains"] = sim["gains"]["model"]
         sim["diagnostics"] = _auction_diagnostics(outcomes, bid)
         result["simulation"] = sim
-    result["data"] = _data_section(cfg, model_manifest)
+    result["data"] = _data_section(features)
     if cfg.model:
         from .interest_view import interest_view
 

@@ -15,7 +15,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import torch
 
-from ..model import store
+from ..model import batches, store
 from ..model.zoo import SEQUENCE_MODELS
 
 
@@ -33,7 +33,8 @@ def interest_view(model_dir: str | Path, requests: str | Path, users: int = 3, t
     table = ds.dataset(requests, format="parquet").head(2000)  # reads only as many row groups as needed
     vocab = Path(requests).parent / "vocab" / "category.parquet"
     cat_names = pq.read_table(vocab)["id"].to_pylist() if vocab.exists() else None
-    rows = [r for r in table.to_pylist() if r["hist_len"] >= 8]
+    fields = model.config.fields
+    rows = [dict(r, _row=i) for i, r in enumerate(table.to_pylist()) if r["hist_len"] >= 8]
     rows.sort(key=lambda r: (-len(set(r["hist_category_idx"])), r["request_id"]))
     view = []
     seen_users = set()
@@ -52,10 +53,13 @@ def interest_view(model_dir: str | Path, requests: str | Path, users: int = 3, t
                 break
         item = torch.tensor([[row["cand_item_idx"][i] for i in picks]])
         cat = torch.tensor([[row["cand_category_idx"][i] for i in picks]])
+        inputs = {k: torch.from_numpy(v) for k, v in
+                  batches.field_arrays(table.slice(row["_row"], 1), fields, ("hist_", "cand_")).items()}
+        inputs.update({k: v[:, picks] for k, v in inputs.items() if k.startswith("cand_")})
         with torch.inference_mode():
             side = model.user_side(torch.tensor([row["user_idx"]]), torch.tensor([row["hist_item_idx"]]),
-                                   torch.tensor([row["hist_category_idx"]]), torch.tensor([row["hist_len"]]))
-            target = model.item_vectors(item, cat)
+                                   torch.tensor([row["hist_category_idx"]]), torch.tensor([row["hist_len"]]), inputs)
+            target = model.item_vectors(item, cat, inputs, "cand_")
             attention = model.attention_weights(side, target)[0].numpy()
             _, states = model.interest(side, target, return_states=True) if name != "din" else (None, None)
         entry = {"user_id": row["user_id"], "request_id": row["request_id"],

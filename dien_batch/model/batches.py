@@ -16,27 +16,53 @@ import pyarrow.parquet as pq
 import torch
 
 from ..errors import UsageError
+from .fields import column
 
 SAMPLE_COLUMNS = ["user_id", "user_idx", "item_idx", "category_idx", "label", "hist_item_idx",
                   "hist_category_idx", "neg_item_idx", "neg_category_idx", "hist_len"]
 
 
-def padded(lists: pa.Array | pa.ChunkedArray, width: int | None = None) -> np.ndarray:
-    """A list<int> column as a right-padded [N, T] int32 matrix (T = the longest list, at least 1)."""
+def padded(lists: pa.Array | pa.ChunkedArray, width: int | None = None, dtype=np.int32) -> np.ndarray:
+    """A list column as a right-padded [N, T] matrix (T = the longest list, at least 1; padding 0)."""
     if isinstance(lists, pa.ChunkedArray):
         lists = lists.combine_chunks()
     offsets = lists.offsets.to_numpy()
     lengths = np.diff(offsets)
     values = lists.flatten().to_numpy(zero_copy_only=False)
     T = max(int(lengths.max()) if len(lengths) else 0, width or 0, 1)
-    out = np.zeros((len(lengths), T), dtype=np.int32)
+    out = np.zeros((len(lengths), T), dtype=dtype)
     rows = np.repeat(np.arange(len(lengths)), lengths)
     cols = np.arange(len(values)) - np.repeat(offsets[:-1] - offsets[0], lengths)
     out[rows, cols] = values
     return out
 
 
-def to_tensors(table: pa.Table | pa.RecordBatch, with_negatives: bool = True) -> dict[str, torch.Tensor]:
+def field_columns(fields, roles: tuple[str, ...]) -> list[str]:
+    """The columns of a feature spec's fields (model config dicts): user and context fields once, item
+    fields once per role (`""` a sample's target, `hist_`, `neg_`, `cand_`)."""
+    return [column(f) if f["group"] != "item" else role + column(f) for f in fields
+            for role in (roles if f["group"] == "item" else ("",))]
+
+
+def sample_columns(fields=()) -> list[str]:
+    return SAMPLE_COLUMNS + field_columns(fields, ("", "hist_", "neg_"))
+
+
+def field_arrays(table: pa.Table | pa.RecordBatch, fields, roles: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The field columns as arrays: ids int64, numeric float32 (NaN missing); lists right-padded [N, T]."""
+    out = {}
+    for f in fields:
+        dtype = np.int64 if f["kind"] == "categorical" else np.float32
+        for name in field_columns([f], roles):
+            values = table.column(name)
+            if pa.types.is_list(values.type):
+                out[name] = padded(values, dtype=np.float32 if dtype is np.float32 else np.int32).astype(dtype)
+            else:
+                out[name] = values.to_numpy(zero_copy_only=False).astype(dtype)
+    return out
+
+
+def to_tensors(table: pa.Table | pa.RecordBatch, with_negatives: bool = True, fields=()) -> dict[str, torch.Tensor]:
     def col(name):
         return table.column(name)
 
@@ -52,6 +78,8 @@ def to_tensors(table: pa.Table | pa.RecordBatch, with_negatives: bool = True) ->
     if with_negatives:
         batch["neg_item"] = torch.from_numpy(padded(col("neg_item_idx")).astype(np.int64))
         batch["neg_cat"] = torch.from_numpy(padded(col("neg_category_idx")).astype(np.int64))
+    roles = ("", "hist_", "neg_") if with_negatives else ("", "hist_")
+    batch.update({k: torch.from_numpy(v) for k, v in field_arrays(table, fields, roles).items()})
     return batch
 
 

@@ -20,7 +20,8 @@ VOCAB_FILES = ("user", "item", "category")
 
 
 def vocab_fingerprint(vocab_dir: str | Path) -> str:
-    """A hash of the vocabularies' content (every id, its index and an item's category index): models and
+    """A hash of the vocabularies' content (every id, its index and an item's category index; the field
+    vocabularies'): models and
     data must agree on every id. The file bytes are not hashed, so rewriting the same vocabulary (another
     pyarrow, other row groups or compression) keeps the fingerprint."""
     import hashlib
@@ -29,7 +30,8 @@ def vocab_fingerprint(vocab_dir: str | Path) -> str:
     import pyarrow.parquet as pq
 
     digest = hashlib.sha256()
-    for name in VOCAB_FILES:
+    fields = sorted(f"fields/{p.stem}" for p in (Path(vocab_dir) / "fields").glob("*.parquet"))
+    for name in [*VOCAB_FILES, *fields]:  # a feature spec's field vocabularies too, where there are any
         table = pq.read_table(Path(vocab_dir) / f"{name}.parquet")
         ids = table.column("id").combine_chunks().cast("large_string")
         _, offset_buffer, data = ids.buffers()

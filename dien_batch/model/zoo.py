@@ -9,7 +9,9 @@ candidates it has:
   interest evolving recurrence (or attention pooling) and the final MLP.
 
 Final MLP input (the authors' code): [user, target, sum of history, target * history sum, interest],
-then 200-80-1 with Dice (running statistics at inference) or PReLU.
+then 200-80-1 with Dice (running statistics at inference) or PReLU. A feature spec's fields (`fields`)
+widen the item vector (so the GRU, attention and auxiliary loss see them) and add a user-profile and
+context vector to the final MLP's input.
 
 | model | interest vector |
 |---|---|
@@ -34,6 +36,7 @@ from torch import nn
 from .attention import BilinearAttention, MLPAttention
 from .aux_loss import AuxiliaryLoss
 from .cells import recurrence
+from .fields import FieldInputs
 from .layers import InputNorm, masked_sum, mlp
 
 MODELS = ("base", "wide_deep", "pnn", "din", "gru_att", "gru_aigru", "gru_agru", "gru_augru", "dien")
@@ -64,6 +67,7 @@ class ModelConfig:
     mlp: tuple[int, ...] = (200, 80)
     attention_mlp: tuple[int, ...] = (80, 40)
     aux_mlp: tuple[int, ...] = (100, 50)
+    fields: tuple[dict, ...] = ()  # the feature spec's fields: group, name, kind, size | mean, std
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -82,6 +86,7 @@ class ModelConfig:
         data = dict(data)
         for key in ("mlp", "attention_mlp", "aux_mlp"):
             data[key] = tuple(data[key])
+        data["fields"] = tuple(dict(f) for f in data.get("fields", ()))
         return cls(**data)
 
 
@@ -94,6 +99,7 @@ class UserSide:
     mask: torch.Tensor  # [R, T] True on valid steps
     lengths: torch.Tensor  # [R]
     hist_sum: torch.Tensor  # [R, 2E]
+    profile: torch.Tensor | None = None  # [R, P] user-profile and context fields
     states: torch.Tensor | None = None  # [R, T, H] interest extractor (second layer for gru_att)
     gx: torch.Tensor | None = None  # [R, T, 3H] evolving layer's input projection of the states
     extras: dict = field(default_factory=dict)
@@ -107,7 +113,8 @@ class CTRModel(nn.Module):
         self.user_emb = nn.Embedding(c.n_users, E, padding_idx=0)
         self.item_emb = nn.Embedding(c.n_items, E, padding_idx=0)
         self.cat_emb = nn.Embedding(c.n_categories, E, padding_idx=0)
-        item_dim = 2 * E
+        self.fields = FieldInputs(list(c.fields), E, c.embedding_std)
+        item_dim = 2 * E + self.fields.width("item")
         interest_dim = 0
         if c.model == "din":
             self.attention = MLPAttention(item_dim, item_dim, c.attention_mlp, project_query=False,
@@ -136,7 +143,8 @@ class CTRModel(nn.Module):
         if c.interest_product and interest_dim:  # target * (a projection of the interest) into the head
             self.interest_proj = nn.Linear(interest_dim, item_dim, bias=False)
             extra_dim += item_dim
-        head_dim = E + (3 if self.uses_product else 2) * item_dim + interest_dim + extra_dim
+        head_dim = E + self.fields.width("user", "context") + (3 if self.uses_product else 2) * item_dim
+        head_dim += interest_dim + extra_dim
         self.input_norm = InputNorm(head_dim) if c.input_bn else None
         self.head = mlp([head_dim, *c.mlp], activation=self.activation)
 
@@ -161,15 +169,23 @@ class CTRModel(nn.Module):
         return "prelu" if self.config.model in ("base", "wide_deep", "pnn") else "dice"
 
     # -- user side -------------------------------------------------------------------------------
-    def item_vectors(self, item: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.item_emb(item), self.cat_emb(cat)], dim=-1)
+    def item_vectors(self, item: torch.Tensor, cat: torch.Tensor, fields: dict | None = None,
+                     role: str = "") -> torch.Tensor:
+        """[item ⊕ category ⊕ item fields] for ids [...]; fields holds the item field inputs as role + column."""
+        parts = [self.item_emb(item), self.cat_emb(cat)]
+        if self.fields.of("item"):
+            parts += self.fields.vectors(fields, "item", role=role)
+        return torch.cat(parts, dim=-1)
 
     def user_side(self, user: torch.Tensor, hist_item: torch.Tensor, hist_cat: torch.Tensor,
-                  lengths: torch.Tensor) -> UserSide:
+                  lengths: torch.Tensor, fields: dict | None = None) -> UserSide:
+        """fields: the user and context fields [R] and the history's item fields (hist_*) [R, T]."""
         T = hist_item.shape[1]
         mask = torch.arange(T, device=hist_item.device) < lengths.unsqueeze(1)
-        hist = self.item_vectors(hist_item, hist_cat) * mask.unsqueeze(-1)
+        hist = self.item_vectors(hist_item, hist_cat, fields, "hist_") * mask.unsqueeze(-1)
         side = UserSide(self.user_emb(user), hist, mask, lengths, masked_sum(hist, mask))
+        if self.fields.of("user", "context"):
+            side.profile = torch.cat(self.fields.vectors(fields, "user", "context"), dim=-1)
         c = self.config
         if c.model in SEQUENCE_MODELS:
             side.states = self._gru(self.extractor, hist, lengths, mask)
@@ -243,9 +259,10 @@ class CTRModel(nn.Module):
             return h.view(R, K, -1), None
         return recurrence(cell, side.gx, ev.weight_hh, ev.bias_hh, side.lengths, att, c.augru_variant, return_states)
 
-    def candidates(self, side: UserSide, item: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
-        """Logits [R, K] for K candidates per request."""
-        target = self.item_vectors(item, cat)  # [R, K, 2E]
+    def candidates(self, side: UserSide, item: torch.Tensor, cat: torch.Tensor, fields: dict | None = None,
+                   role: str = "cand_") -> torch.Tensor:
+        """Logits [R, K] for K candidates per request (their item fields [R, K] in fields as role + column)."""
+        target = self.item_vectors(item, cat, fields, role)  # [R, K, 2E + item fields]
         interest, _ = self.interest(side, target)
         return self.head_logits(side, item, cat, target, interest)
 
@@ -255,6 +272,8 @@ class CTRModel(nn.Module):
         R, K = item.shape
         hist_sum = side.hist_sum.unsqueeze(1).expand(R, K, -1)
         parts = [side.user.unsqueeze(1).expand(R, K, -1), target, hist_sum]
+        if side.profile is not None:
+            parts.insert(1, side.profile.unsqueeze(1).expand(R, K, -1))
         if self.uses_product:
             parts.append(target * hist_sum)
         if interest is not None:
@@ -285,11 +304,12 @@ class CTRModel(nn.Module):
     # -- training ---------------------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Training/eval on sample rows (one candidate each): (logits [B], auxiliary loss)."""
-        side = self.user_side(batch["user"], batch["hist_item"], batch["hist_cat"], batch["hist_len"])
-        logits = self.candidates(side, batch["item"].unsqueeze(1), batch["cat"].unsqueeze(1)).squeeze(1)
+        side = self.user_side(batch["user"], batch["hist_item"], batch["hist_cat"], batch["hist_len"], batch)
+        target = {name: batch[name].unsqueeze(1) for name in self.fields.input_names("item")}
+        logits = self.candidates(side, batch["item"].unsqueeze(1), batch["cat"].unsqueeze(1), target, "").squeeze(1)
         aux = logits.new_zeros(())
         if self.config.uses_aux and self.training:
-            aux = self.aux(side.states, side.hist, self.item_vectors(batch["neg_item"], batch["neg_cat"]),
-                           batch["hist_len"])
+            negatives = self.item_vectors(batch["neg_item"], batch["neg_cat"], batch, "neg_")
+            aux = self.aux(side.states, side.hist, negatives, batch["hist_len"])
         return logits, aux
 
