@@ -57,7 +57,7 @@ class TrainConfig:
     seed: int = 0
 
 
-def model_fields(vocab: Path) -> tuple[dict, ...]:
+def dataset_fields(vocab: Path) -> tuple[dict, ...]:
     """A dataset's feature-spec fields (vocab/fields.json) as model config entries: categorical with the
     size of its vocabulary, numeric with its train-split mean and standard deviation."""
     path = vocab / "fields.json"
@@ -85,13 +85,11 @@ class EmbeddingL2:
         self.tables = [(model.user_emb.weight, inverse_counts("user"), ("user",)),
                        (model.item_emb.weight, inverse_counts("item"), ("item", "hist_item", "neg_item")),
                        (model.cat_emb.weight, inverse_counts("category"), ("cat", "hist_cat", "neg_cat"))]
-        for f in model.fields.of("user", "item", "context"):
+        for f in model.fields.fields:
             if f["kind"] == "categorical":
-                name = column(f)
-                roles = ("", "hist_", "neg_") if f["group"] == "item" else ("",)
-                self.tables.append((model.fields.tables[name].weight,
+                self.tables.append((model.fields.tables[column(f)].weight,
                                     inverse_counts(f"fields/{f['group']}.{f['name']}"),
-                                    tuple(role + name for role in roles)))
+                                    tuple(batches.field_columns([f], ("", "hist_", "neg_")))))
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         total = 0.0
@@ -149,7 +147,7 @@ def train(cfg: TrainConfig) -> dict:
                          interest_product=cfg.interest_product, attention_norm=cfg.attention_norm,
                          embedding_std=cfg.embedding_std, category_std=cfg.category_std,
                          aux_alpha=cfg.aux_alpha if cfg.model == "dien" else 0.0,
-                         fields=model_fields(root / "vocab") if cfg.fields else ())
+                         fields=dataset_fields(root / "vocab") if cfg.fields else ())
     model = CTRModel(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     bce = torch.nn.BCEWithLogitsLoss()

@@ -13,7 +13,7 @@ from pathlib import Path
 from dien_batch.errors import UsageError
 from dien_batch.io import library_versions, read_json, sha256_file, stable_hash, write_json
 
-from .requests import input_names, model_fields
+from .requests import input_names, model_fields, numeric_inputs
 
 FORMAT_VERSION = 1
 
@@ -34,7 +34,7 @@ def model_identity(model_config: dict) -> dict:
 
 def _input_types(model_config: dict) -> dict[str, str]:
     fields = model_fields(model_config)
-    numeric = {n for f in fields if f["kind"] == "numeric" for n in input_names([f])}
+    numeric = numeric_inputs(fields)
     return {name: "float32" if name in numeric else "int64" for name in input_names(fields)}
 
 

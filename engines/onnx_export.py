@@ -23,7 +23,7 @@ from dien_batch.model.cells import cell_update
 from dien_batch.model.zoo import CTRModel
 
 from . import augru_onnx
-from .requests import input_names
+from .requests import input_names, numeric_inputs
 
 OPSET = 18
 EXPORTABLE = ("base", "wide_deep", "pnn", "din", "gru_att", "gru_augru", "dien")
@@ -78,7 +78,7 @@ def example_inputs(fields=(), R: int = 3, T: int = 5, K: int = 4) -> tuple[torch
     ids = (torch.full((R,), 2), torch.randint(2, 4, (R, T), generator=g), torch.randint(2, 4, (R, T), generator=g),
            torch.tensor([T] + [max(T - 2, 1)] * (R - 1)), torch.full((R, K), 2), torch.full((R, K), 2))
     shape = {"R": R, "T": T, "K": K}
-    numeric = {name for f in fields if f["kind"] == "numeric" for name in input_names([f])[6:]}
+    numeric = numeric_inputs(fields)
     extra = []
     for name in input_names(fields)[6:]:
         size = [shape[d] for d in axes(name)]

@@ -27,9 +27,13 @@ def model_fields(identity: dict) -> tuple[dict, ...]:
 
 
 def input_names(fields) -> list[str]:
-    """Every input of a scoring graph: the six id inputs, then the fields' (see `CTRModel.input_names`)."""
-    return [*INPUT_NAMES, *field_columns([f for f in fields if f["group"] != "item"], ()),
-            *field_columns([f for f in fields if f["group"] == "item"], ("hist_", "cand_"))]
+    """Every input of a scoring graph: the six id inputs, then the fields' request columns."""
+    return [*INPUT_NAMES, *field_columns(fields, ("hist_", "cand_"))]
+
+
+def numeric_inputs(fields) -> set[str]:
+    """The field inputs that are float32 (numeric fields); every other input is int64."""
+    return set(field_columns([f for f in fields if f["kind"] == "numeric"], ("hist_", "cand_")))
 
 
 def request_columns(fields, available: list[str] | None = None) -> list[str]:

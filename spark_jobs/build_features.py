@@ -346,14 +346,13 @@ def _rejects(spark, inputs: Inputs, vocab: Vocabulary, distinct_events, distinct
     return out
 
 
-def dataset_fields(root: Path) -> tuple[feature_spec.FeatureSpec, tuple]:
-    """A built dataset's feature spec fields and, for the suites, each with its vocabulary size."""
+def field_sizes(root: Path) -> tuple:
+    """A built dataset's feature-spec fields, each with its vocabulary size (None for a numeric one)."""
     path = root / "vocab" / FIELDS_JSON
     if not path.exists():
-        return feature_spec.FeatureSpec(), ()
+        return ()
     data = read_json(path)
-    spec = feature_spec.from_dicts(data["fields"])
-    return spec, tuple((f, data["sizes"].get(f.key)) for f in spec.fields)
+    return tuple((f, data["sizes"].get(f.key)) for f in feature_spec.from_dicts(data["fields"]).fields)
 
 
 def _validate(spark, root: Path, validator: quality.Validator, sizes: quality.VocabSizes, max_len: int):
@@ -577,7 +576,7 @@ def validate_dataset(features: str, master: str = "local[2]", spark=None, spark_
     root = Path(features)
     manifest = read_json(root / "manifest.json")
     sizes = quality.VocabSizes(*(pq.read_metadata(root / "vocab" / f"{n}.parquet").num_rows for n in VOCABS),
-                               fields=dataset_fields(root)[1])
+                               fields=field_sizes(root))
     spark = spark or spark_session(master, conf=parse_conf(spark_conf))
     with atomic_output_dir(root / "validation") as tmp:
         counts, validator = _validate(spark, root, quality.Validator(tmp), sizes, int(manifest["params"]["max_len"]))

@@ -48,7 +48,7 @@ from .build_features import (
     item_categories,
     spark_type,
 )
-from .fields import SideFields
+from .fields import SideFields, numeric_stats
 from .readers import read_table, resolve
 from .samples import broadcast_small
 from .vocabulary import Vocabulary
@@ -112,7 +112,7 @@ def run(cfg: BuildConfig, spark=None) -> dict:
             if item_fields:
                 vocab.keys["item"] = _with_side_fields(vocab.keys["item"], side, "item", "id")
             if side is not None:
-                side.write(tmp / "vocab", side.reused_stats())
+                side.write(tmp / "vocab", numeric_stats(None, spec, cfg.vocab))
             sizes = with_changes(vocab.sizes, fields=tuple((f, side.sizes().get(f.key)) for f in spec.fields))
             distinct = _distinct_events(good_events, vocab, item_fields)
         bar.update()

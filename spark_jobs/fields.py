@@ -97,8 +97,9 @@ def _vocabulary(df, f: Field) -> pa.Table:
 
 
 class SideFields:
-    """The spec's user and item side tables, encoded: `users` and `items` are frames (user | item, then the
-    field columns), `items_arrow` the items' on the driver (the negative sampler's tables need them)."""
+    """The spec's user and item side tables, encoded: `frames[group]` is a frame (user | item, then the
+    field columns), `items_arrow` the items' on the driver (the negative sampler's tables need them);
+    `context` encodes the context columns of the events or impressions with the same vocabularies."""
 
     def __init__(self, spark, spec: FeatureSpec, reuse: str | None):
         from pyspark.sql import functions as F
@@ -143,15 +144,12 @@ class SideFields:
 
         fields = self.spec.of("context")
         for f in fields:
-            value = F.when(F.trim(f.column) == "", None).otherwise(F.trim(f.column))
             if f.kind == "numeric":
                 value = F.coalesce(F.expr(f"try_cast(trim(`{f.column}`) AS DOUBLE)"), F.lit(float("nan")))
+            else:
+                value = F.when(F.trim(f.column) == "", None).otherwise(F.trim(f.column))
             frame = frame.withColumn(f.column, value)
         return self._encoded(frame, fields)
-
-    @property
-    def item_fields(self) -> list[Field]:
-        return self.spec.of("item")
 
     def sizes(self) -> dict[str, int]:
         """Rows of each categorical field's vocabulary (the embedding table size)."""
@@ -160,16 +158,12 @@ class SideFields:
     def item_columns(self, ids: pa.Array) -> dict[str, pa.Array]:
         """The item field columns for raw item ids (missing: 0 or NaN)."""
         out = {}
-        at = pa.compute.index_in(ids, self.items_arrow["item"]) if self.items_arrow is not None else None
-        for f in self.item_fields:
+        at = pa.compute.index_in(ids, self.items_arrow["item"])
+        for f in self.spec.of("item"):
             values = pa.compute.take(self.items_arrow[f.column], at)
             fill = math.nan if f.kind == "numeric" else schema.PAD_IDX
             out[f.column] = pa.compute.fill_null(values, fill).combine_chunks().cast(field_type(f))
         return out
-
-    def reused_stats(self) -> dict:
-        """The reused vocabulary's numeric statistics (a build that has no train split of its own)."""
-        return read_json(Path(self.reuse) / FIELDS_JSON)["numeric"]
 
     def write(self, out: Path, stats: dict) -> None:
         (out / "fields").mkdir()
@@ -192,9 +186,10 @@ def field_type(f: Field) -> pa.DataType:
     return schema.F32 if f.kind == "numeric" else schema.I32
 
 
-def numeric_stats(train_dir: Path, spec: FeatureSpec, reuse: str | None) -> dict[str, dict[str, float]]:
+def numeric_stats(train_dir: Path | None, spec: FeatureSpec, reuse: str | None) -> dict[str, dict[str, float]]:
     """Mean and standard deviation of each numeric field over the train split's samples (NaN skipped);
-    a reused vocabulary's statistics, so that a field's scale stays the same across nights."""
+    a reused vocabulary's statistics, so that a field's scale stays the same across nights (a build
+    without a train split of its own, such as a candidate table's, always reuses)."""
     numeric = [f for f in spec.fields if f.kind == "numeric"]
     if reuse:
         return read_json(Path(reuse) / FIELDS_JSON)["numeric"]

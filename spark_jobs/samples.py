@@ -172,8 +172,8 @@ class SampleBuilder:
         self.items = broadcast_small(item_fields, len(sampler.item_category))
         self.users = broadcast_small(users.withColumn("uh", F.xxhash64("user_id")), n_users)
         by_time = Window.partitionBy("user_key").orderBy("ts", "item_idx", "category_idx")
-        ev = (events.select("user_key", "item_idx", "category_idx", "ts", *self.fields,
-                            *[c for c in self.context if c in events.columns])
+        event_context = [c for c in self.context if c in events.columns]  # review data: the events carry it
+        ev = (events.select("user_key", "item_idx", "category_idx", "ts", *self.fields, *event_context)
               .withColumn("position", F.row_number().over(by_time) - 1).join(self.users.select("user_key", "uh"),
                                                                               "user_key"))
         ev = self.draws.excluding(ev, uniform(params.seed, F.col("uh"), F.col("position"), rules.SALT_AUX_NEG),
@@ -181,7 +181,7 @@ class SampleBuilder:
         # One row per user: its events in order (the struct sorts by position first).
         self.sequences = ev.groupBy("user_key").agg(F.array_sort(F.collect_list(F.struct(
             "position", "ts", "item_idx", "category_idx", "neg_item_idx", "neg_category_idx", *self.fields,
-            *[f"neg_{c}" for c in self.fields], *[c for c in self.context if c in events.columns]))).alias("seq"))
+            *[f"neg_{c}" for c in self.fields], *event_context))).alias("seq"))
         self._keep = Persisted()
 
     def unpersist(self) -> None:

@@ -56,7 +56,7 @@ def field_arrays(table: pa.Table | pa.RecordBatch, fields, roles: tuple[str, ...
         for name in field_columns([f], roles):
             values = table.column(name)
             if pa.types.is_list(values.type):
-                out[name] = padded(values, dtype=np.float32 if dtype is np.float32 else np.int32).astype(dtype)
+                out[name] = padded(values, dtype=dtype)
             else:
                 out[name] = values.to_numpy(zero_copy_only=False).astype(dtype)
     return out

@@ -21,9 +21,8 @@ VOCAB_FILES = ("user", "item", "category")
 
 def vocab_fingerprint(vocab_dir: str | Path) -> str:
     """A hash of the vocabularies' content (every id, its index and an item's category index; the field
-    vocabularies'): models and
-    data must agree on every id. The file bytes are not hashed, so rewriting the same vocabulary (another
-    pyarrow, other row groups or compression) keeps the fingerprint."""
+    vocabularies' too): models and data must agree on every id. The file bytes are not hashed, so
+    rewriting the same vocabulary (another pyarrow, other row groups or compression) keeps the fingerprint."""
     import hashlib
 
     import numpy as np

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dien_batch.engines.onnx_export import export
-from dien_batch.engines.requests import input_names, request_inputs
+from dien_batch.engines.requests import input_names, numeric_inputs, request_inputs
 from dien_batch.model import batches
 from dien_batch.model.zoo import MODELS, CTRModel, ModelConfig
 
@@ -130,5 +130,6 @@ def test_request_and_sample_columns_become_the_model_inputs():
     assert inputs["cand_i_brand"].tolist() == [[1, 2, 3], [4, 0, 0]] and inputs["cand_i_brand"].dtype == np.int64
     assert inputs["hist_i_price"].dtype == np.float32 and inputs["hist_i_price"].tolist() == [[1.5, 2.5], [3.5, 0.0]]
     assert np.isnan(inputs["u_age"][1]) and set(input_names(FIELDS)) <= set(inputs)
+    assert numeric_inputs(FIELDS) == {"u_age", "hist_i_price", "cand_i_price"}  # float32; every other input int64
     assert batches.field_columns(FIELDS, ("", "hist_", "neg_")) == [
         "u_segment", "u_age", "i_brand", "hist_i_brand", "neg_i_brand", "i_price", "hist_i_price", "neg_i_price"]
