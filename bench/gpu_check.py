@@ -23,7 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dien_batch.model.cells import cell_update, recurrence  # noqa: E402
-from dien_batch.model.zoo import CTRModel, ModelConfig  # noqa: E402
+from dien_batch.model.spine import ModelConfig  # noqa: E402
+from dien_batch.model.zoo import build_model  # noqa: E402
 
 H, T, K = 36, 100, 50
 
@@ -94,7 +95,7 @@ def speed(device: str, pair_counts: list[int], steps: int, K_: int) -> list[dict
     rows = []
     dtype = torch.float16 if device == "cuda" else torch.float32
     torch.manual_seed(0)
-    model = CTRModel(ModelConfig("dien", 10_000, 100_000, 1_000)).eval()
+    model = build_model(ModelConfig("dien", 10_000, 100_000, 1_000)).eval()
     engine = CudaEngine(model, {}, "fp16" if device == "cuda" else "fp32", device)
     gru = torch.nn.GRU(36, H, batch_first=True).to(device=device, dtype=dtype)
     # AUGRU work per pair: T x (h @ W_hh^T: 2 * H * 3H, gates ~ 30 H) FLOPs; bytes: the pair's share of its

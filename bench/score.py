@@ -66,7 +66,8 @@ def make_data(work: Path, n_requests: int) -> Path:
 
     from dien_batch import schema
     from dien_batch.model import store
-    from dien_batch.model.zoo import CTRModel, ModelConfig
+    from dien_batch.model.spine import ModelConfig
+    from dien_batch.model.zoo import build_model
 
     features, model_dir = work / "features", work / "model"
     (features / "requests").mkdir(parents=True, exist_ok=True)
@@ -109,7 +110,7 @@ def make_data(work: Path, n_requests: int) -> Path:
     for folder, attention in ((model_dir, "mlp"), (work / "model-bilinear", "bilinear")):
         folder.mkdir(exist_ok=True)
         torch.manual_seed(0)
-        model = CTRModel(ModelConfig("dien", N_USERS, N_ITEMS, N_CATS, attention=attention)).eval()
+        model = build_model(ModelConfig("dien", N_USERS, N_ITEMS, N_CATS, attention=attention)).eval()
         store.save(model, folder, vocab_hash=store.vocab_fingerprint(features / "vocab"), data_manifest_hash="bench",
                    extra={"features": str(features)})
     subprocess.run([sys.executable, "-m", "dien_batch", "compile", "--model", str(model_dir), "--out",

@@ -33,7 +33,8 @@ from rounds import machine_line, run_rounds  # noqa: E402
 
 from dien_batch.evaluation.metrics import auc  # noqa: E402
 from dien_batch.model import batches  # noqa: E402
-from dien_batch.model.zoo import CTRModel, ModelConfig  # noqa: E402
+from dien_batch.model.spine import ModelConfig  # noqa: E402
+from dien_batch.model.zoo import build_model  # noqa: E402
 
 BATCH, MAX_LEN = 128, 100
 
@@ -67,7 +68,7 @@ def run_ours(train, test, sizes, features: Path, epochs: int) -> dict:
 
     defaults = TrainConfig(features="", out="")
     torch.manual_seed(0)
-    model = CTRModel(ModelConfig("dien", sizes["user"], sizes["item"], sizes["category"]))
+    model = build_model(ModelConfig("dien", sizes["user"], sizes["item"], sizes["category"]))
     regulariser = EmbeddingL2(model, features / "vocab")
     opt = torch.optim.Adam(model.parameters(), lr=defaults.lr)
     bce = torch.nn.BCEWithLogitsLoss()

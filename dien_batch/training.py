@@ -24,7 +24,8 @@ from .evaluation.metrics import auc, gauc, logloss
 from .io import atomic_output_dir, read_json, write_json
 from .model import batches, store
 from .model.fields import column
-from .model.zoo import CTRModel, ModelConfig
+from .model.spine import CTRModel, ModelConfig
+from .model.zoo import build_model
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def train(cfg: TrainConfig) -> dict:
                          embedding_std=cfg.embedding_std, category_std=cfg.category_std,
                          aux_alpha=cfg.aux_alpha if cfg.model == "dien" else 0.0,
                          fields=dataset_fields(root / "vocab") if cfg.fields else ())
-    model = CTRModel(config)
+    model = build_model(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     bce = torch.nn.BCEWithLogitsLoss()
     n_train = batches.count_rows(root / "train")
@@ -163,10 +164,10 @@ def train(cfg: TrainConfig) -> dict:
         bar = ui.progress(total=n_train, desc=f"epoch {epoch}/{cfg.epochs}", unit="samples")
         for table in batches.stream(root / "train", cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch,
                                     columns=batches.sample_columns(config.fields), min_batch=2):
-            batch = batches.to_tensors(table, with_negatives=config.uses_aux, fields=config.fields)
+            batch = batches.to_tensors(table, with_negatives=model.uses_aux, fields=config.fields)
             logits, aux = model(batch)
             click = bce(logits, batch["label"])
-            loss = click + config.aux_alpha * aux if config.uses_aux else click
+            loss = click + config.aux_alpha * aux if model.uses_aux else click
             if cfg.embedding_l2:
                 loss = loss + cfg.embedding_l2 * regulariser(batch)
             optimizer.zero_grad(set_to_none=True)

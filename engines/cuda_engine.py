@@ -16,11 +16,9 @@ import torch
 
 from dien_batch.errors import UsageError
 from dien_batch.model import store
-from dien_batch.model.zoo import CTRModel
+from dien_batch.model.spine import CTRModel
 
 from .manifest import model_identity
-
-FUSED_MODELS = ("gru_augru", "dien")
 
 
 class CudaEngine:
@@ -30,7 +28,7 @@ class CudaEngine:
         self.kind, self.identity, self.device = kind, identity, device
         self.dtype = torch.float16 if kind == "fp16" else torch.float32
         self.model = model.to(device=device, dtype=self.dtype).eval()
-        self.fused = model.config.model in FUSED_MODELS
+        self.fused = model.cell == "augru"
 
     def interest(self, side, target: torch.Tensor) -> torch.Tensor:
         from .triton_augru import augru

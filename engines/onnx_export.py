@@ -20,13 +20,12 @@ import torch
 
 from dien_batch.errors import UsageError
 from dien_batch.model.cells import cell_update
-from dien_batch.model.zoo import CTRModel
+from dien_batch.model.spine import CTRModel
 
 from . import augru_onnx
 from .requests import input_names, numeric_inputs
 
 OPSET = 18
-EXPORTABLE = ("base", "wide_deep", "pnn", "din", "gru_att", "gru_augru", "dien")
 
 
 class _AUGRUNode(torch.autograd.Function):
@@ -88,9 +87,9 @@ def example_inputs(fields=(), R: int = 3, T: int = 5, K: int = 4) -> tuple[torch
 
 def export(model: CTRModel) -> onnx.ModelProto:
     """The ONNX model for scoring, with its `dien::AUGRU` function attached and checked."""
-    if model.config.model not in EXPORTABLE:
-        raise UsageError(f"ONNX export supports {', '.join(EXPORTABLE)}; score '{model.config.model}' "
-                         "(an ablation cell) with --engine torch")
+    if not model.exportable:
+        raise UsageError(f"ONNX export does not support '{model.config.model}' (an ablation cell); "
+                         "score it with --engine torch")
     graph = ScoringGraph(model)
     buffer = io.BytesIO()
     names = graph.names
@@ -99,7 +98,7 @@ def export(model: CTRModel) -> onnx.ModelProto:
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
         torch.onnx.export(graph, example_inputs(model.config.fields), buffer, input_names=names, output_names=["pctr"],
                           dynamic_axes=dims, opset_version=OPSET, dynamo=False,
-                          custom_opsets={augru_onnx.DOMAIN: 1} if model.config.model in ("gru_augru", "dien") else None)
+                          custom_opsets={augru_onnx.DOMAIN: 1} if model.cell == "augru" else None)
     onnx_model = onnx.load_from_string(buffer.getvalue())
     if augru_onnx.augru_nodes(onnx_model):
         half = next(model.parameters()).dtype == torch.float16

@@ -9,7 +9,7 @@ import torch
 
 from dien_batch.errors import UsageError
 from dien_batch.model import store
-from dien_batch.model.zoo import CTRModel
+from dien_batch.model.spine import CTRModel
 
 from .manifest import model_identity
 

@@ -20,7 +20,7 @@ def test_the_wheel_installs_no_generic_top_level_names(tmp_path):
     assert top == {"dien_batch"}, top
     for needed in ("dien_batch/engines/onnx_engine.py", "dien_batch/reports/templates/report.html",
                    "dien_batch/spark_jobs/log4j2.properties", "dien_batch/model/recurrence.cpp",
-                   "dien_batch/model/attention.cpp", "dien_batch/model/kernels.h"):
+                   "dien_batch/model/attention.cpp", "dien_batch/model/kernels.h", "dien_batch/model/zoo/dien.py"):
         assert needed in names, needed
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import click
 
+from ..model.zoo import MODELS
 from . import cli
 from .common import command
-
-MODELS = ["base", "wide_deep", "pnn", "din", "gru_att", "gru_aigru", "gru_agru", "gru_augru", "dien"]
 
 
 @command(cli, "train", """

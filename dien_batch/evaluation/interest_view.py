@@ -16,7 +16,6 @@ import pyarrow.parquet as pq
 import torch
 
 from ..model import batches, store
-from ..model.zoo import SEQUENCE_MODELS
 
 
 def _pca_2d(points: np.ndarray) -> np.ndarray:
@@ -28,7 +27,7 @@ def _pca_2d(points: np.ndarray) -> np.ndarray:
 def interest_view(model_dir: str | Path, requests: str | Path, users: int = 3, targets: int = 4) -> dict:
     model, config = store.load(model_dir)
     name = config["architecture"]["model"]
-    if name not in SEQUENCE_MODELS and name != "din":
+    if not model.attends:
         return {"note": f"{name} pools the history without attention; no interest-evolution view"}
     table = ds.dataset(requests, format="parquet").head(2000)  # reads only as many row groups as needed
     vocab = Path(requests).parent / "vocab" / "category.parquet"
@@ -61,7 +60,7 @@ def interest_view(model_dir: str | Path, requests: str | Path, users: int = 3, t
                                    torch.tensor([row["hist_category_idx"]]), torch.tensor([row["hist_len"]]), inputs)
             target = model.item_vectors(item, cat, inputs, "cand_")
             attention = model.attention_weights(side, target)[0].numpy()
-            _, states = model.interest(side, target, return_states=True) if name != "din" else (None, None)
+            _, states = model.interest(side, target, return_states=True)
         entry = {"user_id": row["user_id"], "request_id": row["request_id"],
                  "history_categories": [cat_names[c] if cat_names else str(c) for c in row["hist_category_idx"]],
                  "targets": []}

@@ -14,7 +14,8 @@ from safetensors.torch import load_file, save_file
 from .. import schema
 from ..errors import UsageError
 from ..io import library_versions, read_json, write_json
-from .zoo import CTRModel, ModelConfig
+from .spine import CTRModel, ModelConfig
+from .zoo import build_model
 
 VOCAB_FILES = ("user", "item", "category")
 
@@ -73,7 +74,7 @@ def load(model_dir: str | Path, *, vocab_dir: str | Path | None = None) -> tuple
             raise UsageError(f"{root} was trained with a different vocabulary than {vocab_dir} "
                              f"(hash {config['vocab_hash']} vs {found}): build features with "
                              f"--vocab <the training features>/vocab so ids match")
-    model = CTRModel(ModelConfig.from_dict(config["architecture"]))
+    model = build_model(ModelConfig.from_dict(config["architecture"]))
     state = load_file(str(root / "model.safetensors"))
     model.load_state_dict(state, strict=True)
     model.eval()

@@ -48,10 +48,11 @@ def test_the_exporters_node_names_the_plugin(variant):
     """The node the ONNX export of a trained DIEN writes (not a hand-built one): one `dien::AUGRU` with the
     attributes a TensorRT parser binds to the plugin, and the function body for its variant."""
     from dien_batch.engines.onnx_export import export
-    from dien_batch.model.zoo import CTRModel, ModelConfig
+    from dien_batch.model.spine import ModelConfig
+    from dien_batch.model.zoo import build_model
 
     torch.manual_seed(0)
-    model = CTRModel(ModelConfig("dien", 10, 20, 5, embedding_dim=4, hidden=6, augru_variant=variant)).eval()
+    model = build_model(ModelConfig("dien", 10, 20, 5, embedding_dim=4, hidden=6, augru_variant=variant)).eval()
     exported = export(model)
     nodes = augru_onnx.augru_nodes(exported)
     assert len(nodes) == 1

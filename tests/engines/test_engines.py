@@ -19,7 +19,7 @@ from dien_batch.engines.requests import REQUEST_COLUMNS, request_inputs
 from dien_batch.engines.scoring import score_table
 from dien_batch.errors import UsageError
 from dien_batch.model import store
-from dien_batch.model.zoo import CTRModel, ModelConfig
+from dien_batch.model.spine import CTRModel, ModelConfig
 
 from ..conftest import swapped_vocabulary
 from ..model.test_model import make_model, random_requests

@@ -11,7 +11,8 @@ import torch
 from dien_batch.engines.onnx_export import export
 from dien_batch.engines.requests import input_names, numeric_inputs, request_inputs
 from dien_batch.model import batches
-from dien_batch.model.zoo import MODELS, CTRModel, ModelConfig
+from dien_batch.model.spine import CTRModel, ModelConfig
+from dien_batch.model.zoo import MODELS, build_model
 
 from .test_model import random_requests
 
@@ -37,7 +38,7 @@ def with_fields(r: dict, seed: int = 0) -> dict:
 
 def field_model(name: str, **kw) -> CTRModel:
     torch.manual_seed(2)
-    model = CTRModel(ModelConfig(name, n_users=20, n_items=50, n_categories=7, embedding_dim=6, hidden=8,
+    model = build_model(ModelConfig(name, n_users=20, n_items=50, n_categories=7, embedding_dim=6, hidden=8,
                                  mlp=(16, 8), fields=FIELDS, **kw))
     model.train()
     r = with_fields(random_requests(R=32, seed=9), 9)

@@ -11,7 +11,8 @@ import torch
 from dien_batch.model import batches, native, store
 from dien_batch.model.attention import BilinearAttention, MLPAttention
 from dien_batch.model.aux_loss import AuxiliaryLoss
-from dien_batch.model.zoo import MODELS, CTRModel, ModelConfig
+from dien_batch.model.spine import ModelConfig
+from dien_batch.model.zoo import MODELS, build_model
 
 from ..conftest import swapped_vocabulary
 
@@ -35,7 +36,7 @@ def random_requests(R=6, T=9, K=4, n_items=50, n_cats=7, n_users=20, seed=0):
 
 def make_model(name, **kw):
     torch.manual_seed(1)
-    model = CTRModel(ModelConfig(name, n_users=20, n_items=50, n_categories=7, embedding_dim=6, hidden=8,
+    model = build_model(ModelConfig(name, n_users=20, n_items=50, n_categories=7, embedding_dim=6, hidden=8,
                                  mlp=(16, 8), **kw))
     # Give Dice non-trivial running statistics, then freeze them.
     model.train()
@@ -127,7 +128,7 @@ def test_aux_loss_by_hand():
 
 def test_gradient_check_on_a_tiny_dien():
     torch.manual_seed(0)
-    model = CTRModel(ModelConfig("dien", n_users=5, n_items=9, n_categories=4, embedding_dim=2, hidden=3,
+    model = build_model(ModelConfig("dien", n_users=5, n_items=9, n_categories=4, embedding_dim=2, hidden=3,
                                  mlp=(4,), attention_mlp=(3,), aux_mlp=(3,), activation="prelu")).double()
     model.train()
     r = random_requests(R=3, T=4, K=1, n_items=9, n_cats=4, n_users=5, seed=1)
@@ -203,11 +204,11 @@ def test_training_and_inference_extractors_agree():
     x = model.item_vectors(r["hist_item"], r["hist_cat"])
     mask = torch.arange(x.shape[1]) < r["hist_len"].unsqueeze(1)
     with torch.enable_grad():
-        train_states = model._gru(model.extractor, x, r["hist_len"], mask)
+        train_states = model.gru_states(model.extractor, x, r["hist_len"], mask)
     with torch.inference_mode():
-        infer_states = model._gru(model.extractor, x, r["hist_len"], mask)
+        infer_states = model.gru_states(model.extractor, x, r["hist_len"], mask)
         model.export_mode = True
-        export_states = model._gru(model.extractor, x, r["hist_len"], mask)
+        export_states = model.gru_states(model.extractor, x, r["hist_len"], mask)
     torch.testing.assert_close(train_states.detach(), infer_states, rtol=0, atol=1e-6)
     torch.testing.assert_close(export_states, infer_states, rtol=0, atol=1e-6)
 
