@@ -153,7 +153,8 @@ class CTRModel(nn.Module):
         return []
 
     def auxiliary_loss(self, side: UserSide, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return side.hist_sum.new_zeros(())
+        """The auxiliary loss on a training batch; models with `auxiliary = True` define it."""
+        raise NotImplementedError(f"{self.config.model} has no auxiliary loss")
 
     # -- the spine --------------------------------------------------------------------------------
     def item_vectors(self, item: torch.Tensor, cat: torch.Tensor, fields: dict | None = None,
