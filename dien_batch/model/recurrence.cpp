@@ -50,9 +50,38 @@ inline float mix(float a, float z) {  // the weight of the candidate n in h' = h
 // Gates and new state for units j0 .. j0 + width of one row (width = W when W > 0): reads h[j], writes
 // h_new[j] (h_new may be h: each unit reads only its own h[j]) and, if `saved` is not null, r, z, n, gh_n, w
 // (5 H floats) for the backward pass.
+#ifdef __AVX512F__
+template <int MODE>
+inline __m512 mix16(float a, __m512 z) {
+  const __m512 one = _mm512_set1_ps(1.0f), va = _mm512_set1_ps(a);
+  if constexpr (MODE == 0) return _mm512_sub_ps(one, z);
+  else if constexpr (MODE == 1) return va;
+  else if constexpr (MODE == 2) return _mm512_mul_ps(va, _mm512_sub_ps(one, z));
+  else return _mm512_fnmadd_ps(_mm512_sub_ps(one, va), z, one);
+}
+#endif
+
 template <int MODE, int W>
 inline void gate_units(const float* gx, const float* gh, float a, const float* h, float* h_new, float* saved,
                        int64_t H, int64_t j0, int64_t width) {
+#ifdef __AVX512F__
+  if constexpr (W == kLanes) {  // one vector of units, with the AVX-512 sigmoid and tanh
+    const __m512 r = sigmoid16(_mm512_add_ps(_mm512_loadu_ps(gx + j0), _mm512_loadu_ps(gh + j0)));
+    const __m512 z = sigmoid16(_mm512_add_ps(_mm512_loadu_ps(gx + H + j0), _mm512_loadu_ps(gh + H + j0)));
+    const __m512 ghn = _mm512_loadu_ps(gh + 2 * H + j0);
+    const __m512 n = tanh16(_mm512_fmadd_ps(r, ghn, _mm512_loadu_ps(gx + 2 * H + j0)));
+    const __m512 w = mix16<MODE>(a, z), h0 = _mm512_loadu_ps(h + j0);
+    _mm512_storeu_ps(h_new + j0, _mm512_fmadd_ps(w, _mm512_sub_ps(n, h0), h0));
+    if (saved) {
+      _mm512_storeu_ps(saved + j0, r);
+      _mm512_storeu_ps(saved + H + j0, z);
+      _mm512_storeu_ps(saved + 2 * H + j0, n);
+      _mm512_storeu_ps(saved + 3 * H + j0, ghn);
+      _mm512_storeu_ps(saved + 4 * H + j0, w);
+    }
+    return;
+  }
+#endif
   const int64_t count = W ? W : width;
 #pragma omp simd
   for (int64_t jj = 0; jj < count; ++jj) {
