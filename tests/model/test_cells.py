@@ -152,6 +152,28 @@ def test_fused_cpu_recurrence_matches_numpy(kind, variant, K):
             np.testing.assert_allclose(states[r, k, -1].numpy(), want, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind, variant", CASES)
+def test_fused_cpu_recurrence_at_extreme_gates(kind, variant):
+    """Gate inputs at +-1e30, +-inf, +-100 and just past the exp clamps saturate as the float64
+    transcription does, and a NaN stays NaN (the vector sigmoid and tanh keep both properties)."""
+    rng = np.random.default_rng([11, CASES.index((kind, variant))])
+    R, T, H = 10, 5, 36
+    gx = rng.normal(size=(R, T, 3 * H)).astype(np.float32)
+    gx[:8, 2] = np.array([1e30, -1e30, np.inf, -np.inf, 100.0, -100.0, 88.5, -87.5], np.float32)[:, None]
+    gx[8, 3, 5] = np.nan
+    W, b = (rng.normal(size=(3 * H, H)) * 0.3).astype(np.float32), rng.normal(size=3 * H).astype(np.float32)
+    att = None if kind == "gru" else rng.uniform(size=(R, 1, T)).astype(np.float32)
+    lengths = np.full(R, T)
+    got, _ = recurrence(kind, torch.tensor(gx), torch.tensor(W), torch.tensor(b), torch.tensor(lengths),
+                        None if att is None else torch.tensor(att), variant)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for r in range(R):
+            want = numpy_sequence(kind, variant, gx[r].astype(np.float64), W.astype(np.float64),
+                                  b.astype(np.float64), None if att is None else att[r, 0].astype(np.float64), T)
+            np.testing.assert_allclose(got[r, 0].numpy(), want, rtol=0, atol=1e-5)
+    assert np.isnan(got[8, 0].numpy()).any() and np.isfinite(got[[0, 1, 2, 3, 4, 5, 6, 7, 9], 0].numpy()).all()
+
+
 @needs_fused
 @pytest.mark.parametrize("kind, variant", CASES)
 def test_fused_backward_matches_the_step_loops(kind, variant, monkeypatch):
