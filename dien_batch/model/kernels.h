@@ -18,16 +18,21 @@ namespace dien_kernels {
 // exp, sigmoid and tanh written so that the compiler vectorises the gate loops (the libm calls do not):
 // exp(x) = 2^n * p(f), n = round(x log2 e), p a degree-6 polynomial on [-ln2/2, ln2/2]; relative error
 // below 2e-7 (float rounding) over the range the gates use. sigmoid and tanh follow from exp.
+// The constants both versions (this one and the AVX-512 one below) use: the clamp, log2 e, ln 2 in two
+// parts (the high one exact in few bits, so n * kLn2Hi is exact) and the polynomial's coefficients of
+// f^6 .. f^2 (p = 1 + f + f^2 (c2 + f (c3 + ...))).
+constexpr float kExpLow = -87.0f, kExpHigh = 88.0f, kLog2e = 1.44269504088896341f;
+constexpr float kLn2Hi = 0.693145751953125f, kLn2Lo = 1.428606765330187e-06f;
+constexpr float kExpPoly[5] = {1.3981999507e-03f, 8.3334519073e-03f, 4.1665795894e-02f, 1.6666665459e-01f,
+                               5.0000001201e-01f};
+
 #pragma omp declare simd
 inline float fast_exp(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  const float n = std::nearbyint(x * 1.44269504088896341f);
-  const float f = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
-  float p = 1.3981999507e-03f;
-  p = p * f + 8.3334519073e-03f;
-  p = p * f + 4.1665795894e-02f;
-  p = p * f + 1.6666665459e-01f;
-  p = p * f + 5.0000001201e-01f;
+  x = std::min(std::max(x, kExpLow), kExpHigh);
+  const float n = std::nearbyint(x * kLog2e);
+  const float f = x - n * kLn2Hi - n * kLn2Lo;
+  float p = kExpPoly[0];
+  for (int i = 1; i < 5; ++i) p = p * f + kExpPoly[i];
   p = p * f * f + f + 1.0f;
   int32_t bits;
   std::memcpy(&bits, &p, 4);
@@ -50,16 +55,13 @@ inline float fast_tanh(float x) {  // tanh(x) = 1 - 2 / (exp(2x) + 1), exact to 
 // one vdivps per 16 units, is what bounds the gates otherwise); within 2 ulp of the divisions. The
 // clamps keep the constant first, so a NaN input stays NaN.
 inline __m512 exp16(__m512 x) {
-  x = _mm512_min_ps(_mm512_set1_ps(88.0f), _mm512_max_ps(_mm512_set1_ps(-87.0f), x));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+  x = _mm512_min_ps(_mm512_set1_ps(kExpHigh), _mm512_max_ps(_mm512_set1_ps(kExpLow), x));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 f = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-  f = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), f);
-  __m512 p = _mm512_set1_ps(1.3981999507e-03f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(8.3334519073e-03f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(4.1665795894e-02f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.6666665459e-01f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.0000001201e-01f));
+  __m512 f = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x);
+  f = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Lo), f);
+  __m512 p = _mm512_set1_ps(kExpPoly[0]);
+  for (int i = 1; i < 5; ++i) p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExpPoly[i]));
   p = _mm512_fmadd_ps(_mm512_mul_ps(p, f), f, _mm512_add_ps(f, _mm512_set1_ps(1.0f)));
   return _mm512_scalef_ps(p, n);
 }
