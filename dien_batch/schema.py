@@ -67,6 +67,16 @@ SCORES = pa.schema([
 
 SEQUENCE_COLUMNS = ("hist_item_idx", "hist_category_idx", "neg_item_idx", "neg_category_idx")
 
+# A feature spec's item field is a column per role: in samples the target's, each history step's and each
+# auxiliary negative's; in requests each history step's and each candidate's (user and context fields once).
+SAMPLE_ROLES = ("", "hist_", "neg_")
+REQUEST_ROLES = ("hist_", "cand_")
+
+
+def field_type(f) -> pa.DataType:
+    """A field column's values: int32 ids (categorical) or float32 (numeric)."""
+    return F32 if f.kind == "numeric" else I32
+
 
 
 def with_fields(base: pa.Schema, fields, kind: str) -> pa.Schema:
@@ -75,11 +85,10 @@ def with_fields(base: pa.Schema, fields, kind: str) -> pa.Schema:
     (samples) and each candidate (requests). Categorical fields are int32 ids, numeric ones float32."""
     out = base
     for f in fields:
-        t = F32 if f.kind == "numeric" else I32
+        t = field_type(f)
         if f.group != "item":
             out = out.append(pa.field(f.column, t))
             continue
-        roles = ("", "hist_", "neg_") if kind == "samples" else ("hist_", "cand_")
-        for role in roles:
+        for role in SAMPLE_ROLES if kind == "samples" else REQUEST_ROLES:
             out = out.append(pa.field(role + f.column, t if not role else pa.list_(t)))
     return out

@@ -21,6 +21,7 @@ import torch
 from . import schema, ui
 from .errors import UsageError
 from .evaluation.metrics import auc, gauc, logloss
+from .feature_spec import from_dicts
 from .io import atomic_output_dir, read_json, write_json
 from .model import batches, store
 from .model.fields import column
@@ -66,10 +67,9 @@ def dataset_fields(vocab: Path) -> tuple[dict, ...]:
         return ()
     data = read_json(path)
     out = []
-    for f in data["fields"]:
-        key, name = f"{f['group']}.{f['name']}", column(f)
-        extra = {"size": data["sizes"][key]} if f["kind"] == "categorical" else dict(data["numeric"][name])
-        out.append({**f, **extra})
+    for f in from_dicts(data["fields"]).fields:
+        extra = {"size": data["sizes"][f.key]} if f.kind == "categorical" else dict(data["numeric"][f.column])
+        out.append({**f.to_dict(), **extra})
     return tuple(out)
 
 
@@ -90,7 +90,7 @@ class EmbeddingL2:
             if f["kind"] == "categorical":
                 self.tables.append((model.fields.tables[column(f)].weight,
                                     inverse_counts(f"fields/{f['group']}.{f['name']}"),
-                                    tuple(batches.field_columns([f], ("", "hist_", "neg_")))))
+                                    tuple(batches.field_columns([f], schema.SAMPLE_ROLES))))
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         total = 0.0

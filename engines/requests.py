@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from dien_batch.errors import UsageError
 from dien_batch.model.batches import field_arrays, field_columns, padded
+from dien_batch.schema import REQUEST_ROLES
 
 INPUT_NAMES = ("user", "hist_item", "hist_cat", "hist_len", "cand_item", "cand_cat")
 REQUEST_COLUMNS = ["request_id", "user_id", "user_idx", "hist_item_idx", "hist_category_idx", "hist_len",
@@ -28,17 +29,17 @@ def model_fields(identity: dict) -> tuple[dict, ...]:
 
 def input_names(fields) -> list[str]:
     """Every input of a scoring graph: the six id inputs, then the fields' request columns."""
-    return [*INPUT_NAMES, *field_columns(fields, ("hist_", "cand_"))]
+    return [*INPUT_NAMES, *field_columns(fields, REQUEST_ROLES)]
 
 
 def numeric_inputs(fields) -> set[str]:
     """The field inputs that are float32 (numeric fields); every other input is int64."""
-    return set(field_columns([f for f in fields if f["kind"] == "numeric"], ("hist_", "cand_")))
+    return set(field_columns([f for f in fields if f["kind"] == "numeric"], REQUEST_ROLES))
 
 
 def request_columns(fields, available: list[str] | None = None) -> list[str]:
     """The request columns scoring reads; a field column the requests lack is exit 2 (`available`)."""
-    needed = field_columns(fields, ("hist_", "cand_"))
+    needed = field_columns(fields, REQUEST_ROLES)
     missing = [c for c in needed if available is not None and c not in available]
     if missing:
         raise UsageError(f"the model takes the fields {', '.join(missing)}, which these requests lack: build them "
@@ -60,7 +61,7 @@ def request_inputs(table: pa.Table | pa.RecordBatch, fields=()) -> dict[str, np.
         "cand_item": padded(cand).astype(np.int64),
         "cand_cat": padded(table.column("cand_category_idx")).astype(np.int64),
         "cand_count": np.diff(cand.offsets.to_numpy()).astype(np.int64),
-        **field_arrays(table, fields, ("hist_", "cand_")),
+        **field_arrays(table, fields, REQUEST_ROLES),
     }
 
 

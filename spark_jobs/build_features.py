@@ -28,7 +28,7 @@ from dien_batch.errors import DataValidationError, UsageError
 from dien_batch.io import Timer, atomic_output_dir, data_files, hash_inputs, library_versions, read_json, write_json
 
 from . import quality
-from .fields import FIELDS_JSON, SideFields, field_type, numeric_stats
+from .fields import FIELDS_JSON, SideFields, numeric_stats
 from .readers import good_rows, read_table, resolve
 from .samples import SampleBuilder
 from .vocabulary import NAMES as VOCABS
@@ -287,7 +287,7 @@ def _with_side_fields(frame, side: SideFields | None, group: str, on: str):
     joined = frame.join(side.frames[group].withColumnRenamed(group, on), on, "left")
     for f in side.spec.of(group):
         fill = F.lit(float("nan")) if f.kind == "numeric" else F.lit(schema.PAD_IDX)
-        joined = joined.withColumn(f.column, F.coalesce(f.column, fill).cast(spark_type(field_type(f))))
+        joined = joined.withColumn(f.column, F.coalesce(f.column, fill).cast(spark_type(schema.field_type(f))))
     return joined
 
 

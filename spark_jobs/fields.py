@@ -162,7 +162,7 @@ class SideFields:
         for f in self.spec.of("item"):
             values = pa.compute.take(self.items_arrow[f.column], at)
             fill = math.nan if f.kind == "numeric" else schema.PAD_IDX
-            out[f.column] = pa.compute.fill_null(values, fill).combine_chunks().cast(field_type(f))
+            out[f.column] = pa.compute.fill_null(values, fill).combine_chunks().cast(schema.field_type(f))
         return out
 
     def write(self, out: Path, stats: dict) -> None:
@@ -180,10 +180,6 @@ class SideFields:
                 matched = self.frames[group].join(ids.select(ids.columns[0]).toDF(group), group).count()
                 out[group] = {"rows": self.rows[group], "without_match": self.rows[group] - matched}
         return out
-
-
-def field_type(f: Field) -> pa.DataType:
-    return schema.F32 if f.kind == "numeric" else schema.I32
 
 
 def numeric_stats(train_dir: Path | None, spec: FeatureSpec, reuse: str | None) -> dict[str, dict[str, float]]:

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from dien_batch import schema
 from dien_batch.io import write_json
 
 
@@ -128,7 +129,7 @@ def samples_suite(v: VocabSizes, max_len: int, positive_rate: tuple[float, float
             "exists(zip_with(hist_item_idx, neg_item_idx, (a, b) -> a = b), x -> x)",
         "history strictly before the target (point in time)":
             "hist_len > 0 AND (hist_last_ts IS NULL OR hist_last_ts >= ts)",
-    }), v, ("hist_", "neg_"), "hist_item_idx")
+    }), v, schema.SAMPLE_ROLES[1:], "hist_item_idx")
 
 
 def requests_suite(v: VocabSizes, max_len: int) -> Suite:
@@ -149,7 +150,7 @@ def requests_suite(v: VocabSizes, max_len: int) -> Suite:
             f"OR {_in_vocab('cand_category_idx', v.categories)}",
         "history strictly before the request (point in time)":
             "hist_len > 0 AND (hist_last_ts IS NULL OR hist_last_ts >= ts)",
-    }), v, ("hist_", "cand_"), "cand_item_idx")
+    }), v, schema.REQUEST_ROLES, "cand_item_idx")
 
 
 class Validator:

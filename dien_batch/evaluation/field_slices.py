@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import schema
+from ..feature_spec import from_dicts
 from ..io import read_json
 
 RESERVED = {schema.PAD_IDX: "<missing>", schema.OOV_IDX: "<new value>"}
@@ -23,11 +24,10 @@ def field_values(table: pa.Table, features: str | Path) -> dict[str, np.ndarray]
     spec_path = root / "vocab" / "fields.json"
     if not spec_path.exists() or not (root / "requests").exists():
         return {}
-    fields = [f for f in read_json(spec_path)["fields"] if f["kind"] == "categorical"]
+    fields = [f for f in from_dicts(read_json(spec_path)["fields"]).fields if f.kind == "categorical"]
     if not fields:
         return {}
-    prefix = {"user": "u_", "item": "cand_i_", "context": "c_"}
-    columns = {f"{f['group']}.{f['name']}": prefix[f["group"]] + f["name"] for f in fields}
+    columns = {f.key: ("cand_" if f.group == "item" else "") + f.column for f in fields}  # a candidate's own
     requests = pq.ParquetDataset(root / "requests").read(columns=["request_id", "cand_item_id", *columns.values()])
     counts = pc.list_value_length(requests["cand_item_id"]).to_numpy(zero_copy_only=False)
     owner = pa.array(np.repeat(np.arange(requests.num_rows), counts))

@@ -15,6 +15,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import torch
 
+from .. import schema
 from ..model import batches, store
 
 
@@ -53,7 +54,7 @@ def interest_view(model_dir: str | Path, requests: str | Path, users: int = 3, t
         item = torch.tensor([[row["cand_item_idx"][i] for i in picks]])
         cat = torch.tensor([[row["cand_category_idx"][i] for i in picks]])
         inputs = {k: torch.from_numpy(v) for k, v in
-                  batches.field_arrays(table.slice(row["_row"], 1), fields, ("hist_", "cand_")).items()}
+                  batches.field_arrays(table.slice(row["_row"], 1), fields, schema.REQUEST_ROLES).items()}
         inputs.update({k: v[:, picks] for k, v in inputs.items() if k.startswith("cand_")})
         with torch.inference_mode():
             side = model.user_side(torch.tensor([row["user_idx"]]), torch.tensor([row["hist_item_idx"]]),

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import torch
 
 from ..errors import UsageError
+from ..schema import SAMPLE_ROLES
 from .fields import column
 
 SAMPLE_COLUMNS = ["user_id", "user_idx", "item_idx", "category_idx", "label", "hist_item_idx",
@@ -45,7 +46,7 @@ def field_columns(fields, roles: tuple[str, ...]) -> list[str]:
 
 
 def sample_columns(fields=()) -> list[str]:
-    return SAMPLE_COLUMNS + field_columns(fields, ("", "hist_", "neg_"))
+    return SAMPLE_COLUMNS + field_columns(fields, SAMPLE_ROLES)
 
 
 def field_arrays(table: pa.Table | pa.RecordBatch, fields, roles: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -78,7 +79,7 @@ def to_tensors(table: pa.Table | pa.RecordBatch, with_negatives: bool = True, fi
     if with_negatives:
         batch["neg_item"] = torch.from_numpy(padded(col("neg_item_idx")).astype(np.int64))
         batch["neg_cat"] = torch.from_numpy(padded(col("neg_category_idx")).astype(np.int64))
-    roles = ("", "hist_", "neg_") if with_negatives else ("", "hist_")
+    roles = SAMPLE_ROLES if with_negatives else SAMPLE_ROLES[:2]  # the target and the history
     batch.update({k: torch.from_numpy(v) for k, v in field_arrays(table, fields, roles).items()})
     return batch
 
