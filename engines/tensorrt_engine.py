@@ -39,12 +39,12 @@ class TensorRTEngine:
         if self.engine is None:
             raise UsageError(f"TensorRT could not load {path} (built for another TensorRT version or GPU?)")
         self.context = self.engine.create_execution_context()
+        self.inputs = input_names(model_fields(self.identity))
 
     def score(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         import torch
 
-        names = input_names(model_fields(self.identity))
-        tensors = {name: torch.from_numpy(inputs[name]).cuda() for name in names}
+        tensors = {name: torch.from_numpy(inputs[name]).cuda() for name in self.inputs}
         for name, tensor in tensors.items():
             self.context.set_input_shape(name, tuple(tensor.shape))
             self.context.set_tensor_address(name, tensor.data_ptr())
