@@ -106,14 +106,16 @@ torch::Tensor mlp_attention_scores(torch::Tensor keys, torch::Tensor queries, to
 #pragma omp simd
             for (int s = 0; s < kSteps; ++s) acc[u][s] = kblk[(j0 + u) * kSteps + s] + qpk[j0 + u];
           tile_products(wq.data() + j0 * D, D, hblk, D, acc);
-          for (int u = 0; u < kUnits; ++u) {
 #ifdef __AVX512F__
-            _mm512_storeu_ps(act.data() + (j0 + u) * kSteps, sigmoid16(_mm512_loadu_ps(acc[u])));
+          __m512 v[kUnits];
+          for (int u = 0; u < kUnits; ++u) v[u] = _mm512_loadu_ps(acc[u]);
+          sigmoid16(v);
+          for (int u = 0; u < kUnits; ++u) _mm512_storeu_ps(act.data() + (j0 + u) * kSteps, v[u]);
 #else
+          for (int u = 0; u < kUnits; ++u)
 #pragma omp simd
             for (int s = 0; s < kSteps; ++s) act[(j0 + u) * kSteps + s] = sigmoid(acc[u][s]);
 #endif
-          }
         }
         float total[kSteps] = {};
         for (int64_t o0 = 0; o0 < A2p; o0 += kUnits) {  // second layer and the last dot product
@@ -122,15 +124,18 @@ torch::Tensor mlp_attention_scores(torch::Tensor keys, torch::Tensor queries, to
 #pragma omp simd
             for (int s = 0; s < kSteps; ++s) acc[u][s] = b2p[o0 + u];
           tile_products(w2p + o0 * A1p, A1p, act.data(), A1p, acc);
-          for (int u = 0; u < kUnits; ++u) {
 #ifdef __AVX512F__
-            _mm512_storeu_ps(total, _mm512_fmadd_ps(sigmoid16(_mm512_loadu_ps(acc[u])), _mm512_set1_ps(w3p[o0 + u]),
-                                                    _mm512_loadu_ps(total)));
+          __m512 v[kUnits];
+          for (int u = 0; u < kUnits; ++u) v[u] = _mm512_loadu_ps(acc[u]);
+          sigmoid16(v);
+          __m512 sum = _mm512_loadu_ps(total);
+          for (int u = 0; u < kUnits; ++u) sum = _mm512_fmadd_ps(v[u], _mm512_set1_ps(w3p[o0 + u]), sum);
+          _mm512_storeu_ps(total, sum);
 #else
+          for (int u = 0; u < kUnits; ++u)
 #pragma omp simd
             for (int s = 0; s < kSteps; ++s) total[s] += sigmoid(acc[u][s]) * w3p[o0 + u];
 #endif
-          }
         }
         const int64_t n = std::min<int64_t>(kSteps, steps - blk * kSteps);
         for (int64_t s = 0; s < n; ++s) out[pair * T + blk * kSteps + s] = total[s] + bias3;

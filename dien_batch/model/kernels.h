@@ -50,34 +50,60 @@ inline float fast_tanh(float x) {  // tanh(x) = 1 - 2 / (exp(2x) + 1), exact to 
 }
 
 #ifdef __AVX512F__
-// The same functions on 16 lanes with AVX-512: exp scaled by 2^n with vscalefps (no integer ops), and the
-// reciprocals of sigmoid and tanh as vrcp14ps plus one Newton step instead of a division (the divider,
-// one vdivps per 16 units, is what bounds the gates otherwise); within 2 ulp of the divisions. The
-// clamps keep the constant first, so a NaN input stays NaN.
-inline __m512 exp16(__m512 x) {
-  x = _mm512_min_ps(_mm512_set1_ps(kExpHigh), _mm512_max_ps(_mm512_set1_ps(kExpLow), x));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 f = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x);
-  f = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Lo), f);
-  __m512 p = _mm512_set1_ps(kExpPoly[0]);
-  for (int i = 1; i < 5; ++i) p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExpPoly[i]));
-  p = _mm512_fmadd_ps(_mm512_mul_ps(p, f), f, _mm512_add_ps(f, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(p, n);
+// The same functions on 16 lanes with AVX-512, in fewer operations than the scalar ones (sigmoid 15, tanh
+// 16, where a first AVX-512 version took 19 and 20): exp(S x) for a constant S (-1 for sigmoid, 2 for tanh)
+// with S folded into the constants; the argument reduced by one FMA with ln 2 rounded to float (the
+// product is exact inside the FMA; for |n| <= 126 the error stays below 2.5e-7 relative, below 3e-8 for
+// |S x| < 10); a degree-5 minimax polynomial with p(0) = 1 (9.1e-8 relative on [-ln2/2, ln2/2]), so
+// sigmoid(0) = 1/2 and tanh(0) = 0 exactly; 2^n by vscalefps; the reciprocal as vrcp14ps plus one Newton
+// step. Max abs error against float64 over |x| <= 1000: sigmoid 9.2e-8, tanh 1.8e-7 (the scalar
+// versions: 1.0e-7, 2.0e-7). The clamps keep the constant first, so a NaN input stays NaN.
+// Each function takes N independent vectors and runs every stage across all of them before the next:
+// one vector's operations form a dependency chain that the core overlaps poorly with the next vector's,
+// so the recurrence's gates, two vectors at a time, take 281 instead of 417 ns per block step.
+constexpr float kExp5[6] = {8.290315047e-03f, 4.189793020e-02f, 1.666763574e-01f, 4.999915063e-01f,
+                            9.999997020e-01f, 1.0f};  // c5 .. c0
+constexpr float kLn2 = 0.693147182464599609375f;
+
+template <int S, int N>  // x[i] = exp(S x[i]), |S x| clamped to 87
+inline void exp16(__m512 (&x)[N]) {
+  constexpr float limit = 87.0f / (S < 0 ? -S : S);
+  __m512 n[N], g[N], p[N];
+  for (int i = 0; i < N; ++i) x[i] = _mm512_min_ps(_mm512_set1_ps(limit), _mm512_max_ps(_mm512_set1_ps(-limit), x[i]));
+  for (int i = 0; i < N; ++i)
+    n[i] = _mm512_roundscale_ps(_mm512_mul_ps(x[i], _mm512_set1_ps(S * kLog2e)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  for (int i = 0; i < N; ++i) g[i] = _mm512_fnmadd_ps(n[i], _mm512_set1_ps(kLn2 / S), x[i]);  // exp(S x) = 2^n exp(S g)
+  float scale = S;  // p(S g): the coefficient of g^k is c_k S^k (exact: S is -1 or a power of two)
+  for (int k = 1; k < 5; ++k) scale *= S;
+  for (int i = 0; i < N; ++i) p[i] = _mm512_set1_ps(kExp5[0] * scale);
+  for (int k = 1; k < 6; ++k) {
+    scale /= S;
+    for (int i = 0; i < N; ++i) p[i] = _mm512_fmadd_ps(p[i], g[i], _mm512_set1_ps(kExp5[k] * scale));
+  }
+  for (int i = 0; i < N; ++i) x[i] = _mm512_scalef_ps(p[i], n[i]);
 }
 
-inline __m512 reciprocal16(__m512 d) {  // 1 / d for d >= 1
-  const __m512 r = _mm512_rcp14_ps(d);
-  return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r);
+template <int N>  // x[i] = 1 / x[i] for x >= 1
+inline void reciprocal16(__m512 (&x)[N]) {
+  __m512 r[N];
+  for (int i = 0; i < N; ++i) r[i] = _mm512_rcp14_ps(x[i]);
+  for (int i = 0; i < N; ++i) x[i] = _mm512_fmadd_ps(r[i], _mm512_fnmadd_ps(x[i], r[i], _mm512_set1_ps(1.0f)), r[i]);
 }
 
-inline __m512 sigmoid16(__m512 x) {
-  return reciprocal16(_mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+template <int N>
+inline void sigmoid16(__m512 (&x)[N]) {
+  exp16<-1>(x);
+  for (int i = 0; i < N; ++i) x[i] = _mm512_add_ps(_mm512_set1_ps(1.0f), x[i]);
+  reciprocal16(x);
 }
 
-inline __m512 tanh16(__m512 x) {
-  const __m512 r = reciprocal16(_mm512_add_ps(exp16(_mm512_add_ps(x, x)), _mm512_set1_ps(1.0f)));
-  return _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), r, _mm512_set1_ps(1.0f));
+template <int N>
+inline void tanh16(__m512 (&x)[N]) {  // 1 - 2 / (exp(2x) + 1)
+  exp16<2>(x);
+  for (int i = 0; i < N; ++i) x[i] = _mm512_add_ps(x[i], _mm512_set1_ps(1.0f));
+  reciprocal16(x);
+  for (int i = 0; i < N; ++i) x[i] = _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), x[i], _mm512_set1_ps(1.0f));
 }
 #endif
 

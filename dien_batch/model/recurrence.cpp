@@ -5,8 +5,9 @@
 //   h' = h + w * (n - h), with w = 1 - z (GRU), a (AGRU), a (1 - z) (AUGRU paper), 1 - (1 - a) z (official).
 // Rows are independent through time, so each thread owns blocks of kRows rows and runs all of their
 // steps with the states in cache: per step one register-tiled product for the whole block (each
-// weight row loaded once for kRows rows), then one fused pass per row over the gates and the attention
-// scaling; no per-step dispatch. A row stops at its length (padding leaves the state unchanged).
+// weight row loaded once for kRows rows), then one fused pass over the block's gates and the attention
+// scaling (with AVX-512, its rows' units as one run of vectors); no per-step dispatch. A row stops at its
+// length (padding leaves the state unchanged).
 // K candidates may share one request's gx row (row r reads gx[r / K]): the scoring layout.
 // Each row's sums run in the same order whatever block it lands in: results do not depend on batching.
 #include <torch/extension.h>
@@ -47,41 +48,89 @@ inline float mix(float a, float z) {  // the weight of the candidate n in h' = h
   else return 1.0f - (1.0f - a) * z;
 }
 
-// Gates and new state for units j0 .. j0 + width of one row (width = W when W > 0): reads h[j], writes
-// h_new[j] (h_new may be h: each unit reads only its own h[j]) and, if `saved` is not null, r, z, n, gh_n, w
-// (5 H floats) for the backward pass.
 #ifdef __AVX512F__
 template <int MODE>
-inline __m512 mix16(float a, __m512 z) {
-  const __m512 one = _mm512_set1_ps(1.0f), va = _mm512_set1_ps(a);
+inline __m512 mix16(__m512 a, __m512 z) {
+  const __m512 one = _mm512_set1_ps(1.0f);
   if constexpr (MODE == 0) return _mm512_sub_ps(one, z);
-  else if constexpr (MODE == 1) return va;
-  else if constexpr (MODE == 2) return _mm512_mul_ps(va, _mm512_sub_ps(one, z));
-  else return _mm512_fnmadd_ps(_mm512_sub_ps(one, va), z, one);
+  else if constexpr (MODE == 1) return a;
+  else if constexpr (MODE == 2) return _mm512_mul_ps(a, _mm512_sub_ps(one, z));
+  else return _mm512_fnmadd_ps(_mm512_sub_ps(one, a), z, one);
+}
+
+template <typename F>
+inline F* lanes_before(F* p, int lanes) {  // p - lanes, for a masked access whose first lanes are masked off
+  return reinterpret_cast<F*>(reinterpret_cast<uintptr_t>(p) - lanes * sizeof(float));
+}
+
+// The gates of a block's first `active` rows as one run of active x H units, kLanes at a time, so no lane is
+// padding but the run's last (at H = 36, 8 rows take 18 vectors instead of 24 with each row padded to 48).
+// A vector may end one row and start the next: its operands are two masked loads, one per row. kGroup
+// vectors go through each stage together (see kernels.h: one vector alone is latency-bound). h is the
+// block's [kRows, H] states, updated in place; gx[r], a[r] and saved[r] (if saved is not null) are row r's
+// gate inputs, attention and the place for its r, z, n, gh_n, w (5 H floats) for the backward pass.
+constexpr int kGroup = 2;
+
+template <int MODE>
+inline void gates_block(const float* const* gx, const float* gh, int64_t gp, const float* a, float* h,
+                        float* const* saved, int active, int64_t H) {
+  const int64_t units = active * H;
+  int64_t row = 0, unit = 0;  // where the next vector starts
+  for (int64_t f = 0; f < units; f += kGroup * kLanes) {
+    int64_t r0[kGroup], r1[kGroup], u0[kGroup], first[kGroup];
+    __mmask16 m0[kGroup], m1[kGroup];  // lanes of row r0, of row r0 + 1 (none past the run's end)
+    for (int i = 0; i < kGroup; ++i) {
+      const int64_t lanes = std::max<int64_t>(0, std::min<int64_t>(kLanes, units - f - i * kLanes));
+      r0[i] = std::min<int64_t>(row, active - 1);
+      u0[i] = unit;
+      first[i] = std::min<int64_t>(lanes, H - unit);
+      m0[i] = (1u << first[i]) - 1;
+      m1[i] = ((1u << lanes) - 1) & ~m0[i];
+      r1[i] = m1[i] ? r0[i] + 1 : r0[i];
+      unit += lanes;
+      if (unit >= H) {
+        unit -= H;
+        ++row;
+      }
+    }
+    auto load = [&](int i, const float* p0, const float* p1) {  // p0: row r0's unit 0; p1: row r1's unit 0
+      return _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(m0[i], p0 + u0[i]), m1[i], lanes_before(p1, first[i]));
+    };
+    __m512 rz[2 * kGroup], n[kGroup], ghn[kGroup];
+    for (int g = 0; g < 2; ++g)  // r, then z
+      for (int i = 0; i < kGroup; ++i)
+        rz[g * kGroup + i] = _mm512_add_ps(load(i, gx[r0[i]] + g * H, gx[r1[i]] + g * H),
+                                           load(i, gh + r0[i] * gp + g * H, gh + r1[i] * gp + g * H));
+    sigmoid16(rz);
+    for (int i = 0; i < kGroup; ++i) {
+      ghn[i] = load(i, gh + r0[i] * gp + 2 * H, gh + r1[i] * gp + 2 * H);
+      n[i] = _mm512_fmadd_ps(rz[i], ghn[i], load(i, gx[r0[i]] + 2 * H, gx[r1[i]] + 2 * H));
+    }
+    tanh16(n);
+    for (int i = 0; i < kGroup; ++i) {
+      const __m512 w = mix16<MODE>(_mm512_mask_blend_ps(m1[i], _mm512_set1_ps(a[r0[i]]), _mm512_set1_ps(a[r1[i]])),
+                                   rz[kGroup + i]);
+      float* hi = h + f + i * kLanes;
+      const __m512 h0 = _mm512_maskz_loadu_ps(m0[i] | m1[i], hi);
+      _mm512_mask_storeu_ps(hi, m0[i] | m1[i], _mm512_fmadd_ps(w, _mm512_sub_ps(n[i], h0), h0));
+      if (saved) {
+        const __m512 keep[5] = {rz[i], rz[kGroup + i], n[i], ghn[i], w};
+        for (int k = 0; k < 5; ++k) {
+          _mm512_mask_storeu_ps(saved[r0[i]] + k * H + u0[i], m0[i], keep[k]);
+          _mm512_mask_storeu_ps(lanes_before(saved[r1[i]] + k * H, first[i]), m1[i], keep[k]);
+        }
+      }
+    }
+  }
 }
 #endif
 
+// Gates and new state for units j0 .. j0 + width of one row (width = W when W > 0): reads h[j], writes
+// h_new[j] (h_new may be h: each unit reads only its own h[j]) and, if `saved` is not null, r, z, n, gh_n, w
+// (5 H floats) for the backward pass. Without AVX-512, or with H below its 16 lanes.
 template <int MODE, int W>
 inline void gate_units(const float* gx, const float* gh, float a, const float* h, float* h_new, float* saved,
                        int64_t H, int64_t j0, int64_t width) {
-#ifdef __AVX512F__
-  if constexpr (W == kLanes) {  // one vector of units, with the AVX-512 sigmoid and tanh
-    const __m512 r = sigmoid16(_mm512_add_ps(_mm512_loadu_ps(gx + j0), _mm512_loadu_ps(gh + j0)));
-    const __m512 z = sigmoid16(_mm512_add_ps(_mm512_loadu_ps(gx + H + j0), _mm512_loadu_ps(gh + H + j0)));
-    const __m512 ghn = _mm512_loadu_ps(gh + 2 * H + j0);
-    const __m512 n = tanh16(_mm512_fmadd_ps(r, ghn, _mm512_loadu_ps(gx + 2 * H + j0)));
-    const __m512 w = mix16<MODE>(a, z), h0 = _mm512_loadu_ps(h + j0);
-    _mm512_storeu_ps(h_new + j0, _mm512_fmadd_ps(w, _mm512_sub_ps(n, h0), h0));
-    if (saved) {
-      _mm512_storeu_ps(saved + j0, r);
-      _mm512_storeu_ps(saved + H + j0, z);
-      _mm512_storeu_ps(saved + 2 * H + j0, n);
-      _mm512_storeu_ps(saved + 3 * H + j0, ghn);
-      _mm512_storeu_ps(saved + 4 * H + j0, w);
-    }
-    return;
-  }
-#endif
   const int64_t count = W ? W : width;
 #pragma omp simd
   for (int64_t jj = 0; jj < count; ++jj) {
@@ -134,16 +183,31 @@ void forward_impl(const float* gx, const float* wt, const float* b, const float*
       const int64_t* rows = order.data() + blk * kRows;
       std::fill(h.begin(), h.end(), 0.0f);
       const int64_t longest = steps(rows[0]);
+      int active = n;  // sorted: rows 0 .. active-1 are still inside their length at t
       for (int64_t t = 0; t < longest; ++t) {
         block_products<HC>(h.data(), wt, b, gh.data(), H, gp);
-        for (int r = 0; r < n; ++r) {
+        while (t >= steps(rows[active - 1])) --active;
+        const float* gx_rows[kRows];
+        float a[kRows];
+        float* keep[kRows];
+        for (int r = 0; r < active; ++r) {
           const int64_t row = rows[r];
-          if (t >= steps(row)) break;  // sorted: the rest of the block has ended too
-          float* keep = saved ? saved + (row * T + t) * 5 * H : nullptr;
-          gates_row<MODE, HC>(gx + ((row / K) * T + t) * G, gh.data() + r * gp, att ? att[row * T + t] : 0.0f,
-                              h.data() + r * H, keep, H);
-          if (states) std::copy(h.begin() + r * H, h.begin() + (r + 1) * H, states + (row * T + t) * H);
+          gx_rows[r] = gx + ((row / K) * T + t) * G;
+          a[r] = att ? att[row * T + t] : 0.0f;
+          keep[r] = saved ? saved + (row * T + t) * 5 * H : nullptr;
         }
+#ifdef __AVX512F__
+        if (H >= kLanes) {
+          gates_block<MODE>(gx_rows, gh.data(), gp, a, h.data(), saved ? keep : nullptr, active, H);
+        } else
+#endif
+        {
+          for (int r = 0; r < active; ++r) gates_row<MODE, HC>(gx_rows[r], gh.data() + r * gp, a[r], h.data() + r * H,
+                                                              keep[r], H);
+        }
+        if (states)
+          for (int r = 0; r < active; ++r)
+            std::copy(h.begin() + r * H, h.begin() + (r + 1) * H, states + (rows[r] * T + t) * H);
       }
       for (int r = 0; r < n; ++r) {
         const int64_t row = rows[r];
