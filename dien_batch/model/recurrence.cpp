@@ -176,16 +176,17 @@ void forward_impl(const float* gx, const float* wt, const float* b, const float*
   const std::vector<int64_t> order = longest_first(R, steps);
   const int64_t blocks = (R + kRows - 1) / kRows;
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> h(kRows * H), gh(kRows * gp);
+    auto buffer = scratch(padded(kRows * H) + kRows * gp);
+    float *h = buffer.data_ptr<float>(), *gh = h + padded(kRows * H);
     for (int64_t p = begin; p < end; ++p) {
       const int64_t blk = balanced_block(p, blocks);
       const int n = static_cast<int>(std::min<int64_t>(kRows, R - blk * kRows));
       const int64_t* rows = order.data() + blk * kRows;
-      std::fill(h.begin(), h.end(), 0.0f);
+      std::fill(h, h + kRows * H, 0.0f);
       const int64_t longest = steps(rows[0]);
       int active = n;  // sorted: rows 0 .. active-1 are still inside their length at t
       for (int64_t t = 0; t < longest; ++t) {
-        block_products<HC>(h.data(), wt, b, gh.data(), H, gp);
+        block_products<HC>(h, wt, b, gh, H, gp);
         while (t >= steps(rows[active - 1])) --active;
         const float* gx_rows[kRows];
         float a[kRows];
@@ -198,20 +199,19 @@ void forward_impl(const float* gx, const float* wt, const float* b, const float*
         }
 #ifdef __AVX512F__
         if (H >= kLanes) {
-          gates_block<MODE>(gx_rows, gh.data(), gp, a, h.data(), saved ? keep : nullptr, active, H);
+          gates_block<MODE>(gx_rows, gh, gp, a, h, saved ? keep : nullptr, active, H);
         } else
 #endif
         {
-          for (int r = 0; r < active; ++r) gates_row<MODE, HC>(gx_rows[r], gh.data() + r * gp, a[r], h.data() + r * H,
-                                                              keep[r], H);
+          for (int r = 0; r < active; ++r) gates_row<MODE, HC>(gx_rows[r], gh + r * gp, a[r], h + r * H, keep[r], H);
         }
         if (states)
           for (int r = 0; r < active; ++r)
-            std::copy(h.begin() + r * H, h.begin() + (r + 1) * H, states + (rows[r] * T + t) * H);
+            std::copy(h + r * H, h + (r + 1) * H, states + (rows[r] * T + t) * H);
       }
       for (int r = 0; r < n; ++r) {
         const int64_t row = rows[r];
-        const float* last = h.data() + r * H;
+        const float* last = h + r * H;
         if (states)
           for (int64_t t = steps(row); t < T; ++t) std::copy(last, last + H, states + (row * T + t) * H);
         std::copy(last, last + H, final_h + row * H);
