@@ -45,23 +45,28 @@ class InputNorm(nn.Module):
         super().__init__()
         self.bn = nn.BatchNorm1d(dim, eps=eps, momentum=0.01)
 
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, shift) of the running statistics: at inference the layer is x * scale + shift."""
+        bn = self.bn
+        scale = torch.rsqrt(bn.running_var + bn.eps) * bn.weight
+        return scale, bn.bias - bn.running_mean * scale
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             return self.bn(x.reshape(-1, x.shape[-1])).reshape(x.shape)
-        bn = self.bn
-        scale = torch.rsqrt(bn.running_var + bn.eps) * bn.weight
-        return torch.addcmul(bn.bias - bn.running_mean * scale, x, scale)  # one pass over x
+        scale, shift = self.affine()
+        return torch.addcmul(shift, x, scale)  # one pass over x
 
 
 class PReLU(nn.Module):
-    """PReLU over the last dimension (torch's PReLU treats dim 1 as the channels)."""
+    """PReLU over the last dimension (torch's PReLU treats dim 1 as the channels, so it runs on the 2-D view)."""
 
     def __init__(self, dim: int, init: float = 0.25):
         super().__init__()
         self.alpha = nn.Parameter(torch.full((dim,), init))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.where(x >= 0, x, self.alpha * x)
+        return nn.functional.prelu(x.reshape(-1, x.shape[-1]), self.alpha).reshape(x.shape)
 
 
 def mlp(dims: list[int], activation: str = "prelu", out: int | None = 1) -> nn.Sequential:

@@ -186,20 +186,41 @@ class CTRModel(nn.Module):
 
     def head_logits(self, side: UserSide, item: torch.Tensor, cat: torch.Tensor, target: torch.Tensor,
                     interest: torch.Tensor | None) -> torch.Tensor:
-        """The final MLP on the shared and per-candidate features: [R, K]."""
+        """The final MLP on the shared and per-candidate features: [R, K].
+
+        At inference its first layer runs in two parts with the input normalisation folded into its
+        weights: the request's columns (user, profile, history sum) once per request, the candidate's per
+        pair. The same map, without a copy of the request's columns per candidate and with a quarter fewer
+        products at the default sizes.
+        """
         R, K = item.shape
-        hist_sum = side.hist_sum.unsqueeze(1).expand(R, K, -1)
-        parts = [side.user.unsqueeze(1).expand(R, K, -1), target, hist_sum]
-        if side.profile is not None:
-            parts.insert(1, side.profile.unsqueeze(1).expand(R, K, -1))
+        hist_sum = side.hist_sum
+        parts = [(side.user, True)] + ([(side.profile, True)] if side.profile is not None else [])
+        parts += [(target, False), (hist_sum, True)]  # (columns, once per request), in the layer's order
         if self.uses_product:
-            parts.append(target * hist_sum)
+            parts.append((target * hist_sum.unsqueeze(1), False))
         if interest is not None:
-            parts.append(interest)
+            parts.append((interest, False))
             if self.config.interest_product:
-                parts.append(target * self.interest_proj(interest))
-        x = torch.cat(parts + self.head_extras(side, item, cat), dim=-1)
-        return self.head(x if self.input_norm is None else self.input_norm(x)).squeeze(-1)
+                parts.append((target * self.interest_proj(interest), False))
+        parts += [(x, False) for x in self.head_extras(side, item, cat)]
+        if self.training:
+            x = torch.cat([p.unsqueeze(1).expand(R, K, -1) if shared else p for p, shared in parts], dim=-1)
+            return self.head(x if self.input_norm is None else self.input_norm(x)).squeeze(-1)
+        first = self.head[0]
+        weight, bias = first.weight, first.bias
+        if self.input_norm is not None:  # W (x * scale + shift) + b = (W * scale) x + (W shift + b)
+            scale, shift = self.input_norm.affine()
+            weight, bias = weight * scale, bias + weight @ shift
+        blocks = weight.split([p.shape[-1] for p, _ in parts], dim=1)
+
+        def columns(shared: bool) -> tuple[torch.Tensor, torch.Tensor]:
+            return (torch.cat([p for p, s in parts if s == shared], dim=-1),
+                    torch.cat([w for w, (_, s) in zip(blocks, parts, strict=True) if s == shared], dim=1))
+
+        (x_pair, w_pair), (x_request, w_request) = columns(False), columns(True)
+        per_request = nn.functional.linear(x_request, w_request, bias).unsqueeze(1)
+        return self.head[1:](nn.functional.linear(x_pair, w_pair) + per_request).squeeze(-1)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Training/eval on sample rows (one candidate each): (logits [B], auxiliary loss)."""
