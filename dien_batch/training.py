@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from . import schema, ui
+from . import cpu, schema, ui
 from .errors import UsageError
 from .evaluation.metrics import auc, gauc, logloss
 from .feature_spec import from_dicts
@@ -138,7 +138,7 @@ def train(cfg: TrainConfig) -> dict:
     manifest = _check_features(root)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.set_flush_denormal(True)  # denormals make the recurrences many times slower on x86
+    cpu.tune()
     torch.manual_seed(cfg.seed)
     sizes = {n: pq.read_metadata(root / "vocab" / f"{n}.parquet").num_rows for n in ("user", "item", "category")}
     config = ModelConfig(model=cfg.model, n_users=sizes["user"], n_items=sizes["item"],

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dien_batch import cpu
 from dien_batch.errors import UsageError
 from dien_batch.model import store
 from dien_batch.model.spine import CTRModel
@@ -20,9 +21,7 @@ class TorchEngine:
     def __init__(self, model: CTRModel, identity: dict, threads: int = 0, device: str = "cpu"):
         if threads:
             torch.set_num_threads(threads)
-        # Attention-weighted updates push states towards tiny values; denormal arithmetic is many times
-        # slower on x86 CPUs, and flushing it to zero changes scores far below float32 resolution.
-        torch.set_flush_denormal(True)
+        cpu.tune()
         self.model = model.to(device).eval()
         self.identity = identity
         self.device = device
