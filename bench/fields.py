@@ -106,10 +106,10 @@ def run_child(name: str, requests: int, threads: int, work: Path) -> dict:
                   "schema_version": schema.SCHEMA_VERSION}
         manifest.write(path, kind="onnx", precision="fp32", model_config=config, accuracy={}, extra={})
         engine = OnnxEngine(path, threads)
-    from dien_batch.engines.scoring import PAIR_STEPS
+    from dien_batch.engines.scoring import pair_steps
 
     data = inputs_for(fields, requests)
-    batch = PAIR_STEPS // (K * T)  # requests per engine call, as `dien-batch score` bounds them
+    batch = pair_steps(engine) // (K * T)  # requests per engine call, as `dien-batch score` bounds them
     batches = [{k: v[i:i + batch] for k, v in data.items()} for i in range(0, requests, batch)]
     engine.score({k: v[:20] for k, v in data.items()})  # warm-up, untimed
     start = time.perf_counter()

@@ -21,6 +21,7 @@ GPU_ENGINES = ("fp16", "fp32")
 class Engine(Protocol):
     kind: str
     identity: dict  # model_identity(): config hash, vocabulary hash, architecture
+    # Optional `pair_steps`: the most candidates x history steps per call (scoring.pair_steps).
 
     def score(self, inputs: dict[str, np.ndarray]) -> np.ndarray: ...
 

@@ -9,8 +9,9 @@ renamed to `OUT` with a `_manifest.json`.
 
 Within a shard, requests are scored in batches of similar history length (sorted, then put back in
 input order): less padding, the same scores. A batch holds at most `batch_requests` requests and at
-most PAIR_STEPS (candidates x history steps) of work, which bounds every engine's intermediates
-(attention over T steps for K candidates) whatever K and T are.
+most the engine's `pair_steps` (candidates x history steps; PAIR_STEPS unless the engine says) of
+work, which bounds every engine's intermediates (attention over T steps for K candidates) whatever K
+and T are.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ from .requests import flat_scores, model_fields, request_columns, request_inputs
 
 PROGRESS, MANIFEST = "_progress.json", "_manifest.json"
 PAIR_STEPS = 1 << 18  # per batch: about 1 KB of intermediates each, so ~0.25 GB at most
+
+
+def pair_steps(engine) -> int:
+    """The most candidates x history steps one `engine.score` call takes."""
+    return getattr(engine, "pair_steps", PAIR_STEPS)
 
 
 @dataclass(frozen=True)
@@ -69,10 +75,10 @@ def score_table(engine, table: pa.Table, batch_requests: int, top_k: int | None 
     pctr = np.zeros((table.num_rows, k_max), dtype=np.float32)
     lengths = table.column("hist_len").to_numpy()
     order = np.argsort(lengths, kind="stable")
-    start = 0
+    start, work = 0, pair_steps(engine)
     while start < len(order):
         longest = max(int(lengths[order[min(start + batch_requests, len(order)) - 1]]), 1)
-        rows = order[start:start + max(1, min(batch_requests, PAIR_STEPS // max(k_max * longest, 1)))]
+        rows = order[start:start + max(1, min(batch_requests, work // max(k_max * longest, 1)))]
         start += len(rows)
         scores = engine.score(request_inputs(table.take(pa.array(rows)), model_fields(engine.identity)))
         pctr[rows, :scores.shape[1]] = scores

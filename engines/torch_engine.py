@@ -9,10 +9,11 @@ import torch
 
 from dien_batch import cpu
 from dien_batch.errors import UsageError
-from dien_batch.model import store
+from dien_batch.model import native, store
 from dien_batch.model.spine import CTRModel
 
 from .manifest import model_identity
+from .scoring import PAIR_STEPS
 
 
 class TorchEngine:
@@ -22,6 +23,10 @@ class TorchEngine:
         if threads:
             torch.set_num_threads(threads)
         cpu.tune()
+        # With the fused CPU kernels nothing grows with candidates x steps x hidden units (about 30 bytes
+        # per pair-step), so a batch takes 4x the default work: fewer, larger calls (50,000 pairs at 2
+        # threads: 0.659 -> 0.628 s best, 0.682 -> 0.636 s median of 4 alternating processes).
+        self.pair_steps = PAIR_STEPS * 4 if device == "cpu" and native.extension() is not None else PAIR_STEPS
         self.model = model.to(device).eval()
         self.identity = identity
         self.device = device
