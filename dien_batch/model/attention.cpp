@@ -92,8 +92,14 @@ torch::Tensor mlp_attention_scores(torch::Tensor keys, torch::Tensor queries, to
     steps[r] = clamped_steps(len[r], T);
     first[r + 1] = first[r] + (K * steps[r] + kLanes - 1) / kLanes;
   }
-  auto keys_w = torch::empty({R, D, TW}, opts), kp_w = torch::zeros({R, A1p, TW}, opts);
-  auto q_t = torch::zeros({R, D, KW}, opts), qp_t = torch::zeros({R, A1p, KW}, opts);
+  // Only what is read is written: L + kLanes wrapped steps, K candidates and kLanes of zeros after them;
+  // the padded units' rows are zero.
+  auto keys_w = torch::empty({R, D, TW}, opts), kp_w = torch::empty({R, A1p, TW}, opts);
+  auto q_t = torch::empty({R, D, KW}, opts), qp_t = torch::empty({R, A1p, KW}, opts);
+  kp_w.narrow(1, A1, A1p - A1).zero_();
+  qp_t.narrow(1, A1, A1p - A1).zero_();
+  q_t.narrow(2, K, kLanes).zero_();
+  qp_t.narrow(2, K, kLanes).zero_();
   const float *h = keys.data_ptr<float>(), *q = queries.data_ptr<float>(), *kp = key_part.data_ptr<float>(),
               *qp = query_part.data_ptr<float>(), *wpp = wp.data_ptr<float>(), *w2p = w2.data_ptr<float>(),
               *b2p = b2.data_ptr<float>(), *w3p = w3.data_ptr<float>();

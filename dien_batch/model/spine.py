@@ -220,7 +220,7 @@ class CTRModel(nn.Module):
 
         (x_pair, w_pair), (x_request, w_request) = columns(False), columns(True)
         per_request = nn.functional.linear(x_request, w_request, bias).unsqueeze(1)
-        return self.head[1:](nn.functional.linear(x_pair, w_pair) + per_request).squeeze(-1)
+        return self.head[1:](nn.functional.linear(x_pair, w_pair).add_(per_request)).squeeze(-1)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Training/eval on sample rows (one candidate each): (logits [B], auxiliary loss)."""
