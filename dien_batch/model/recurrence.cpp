@@ -64,7 +64,7 @@ inline F* lanes_before(F* p, int lanes) {  // p - lanes, for a masked access who
 }
 
 // The gates of a block's first `active` rows as one run of active x H units, kLanes at a time, so no lane is
-// padding but the run's last (at H = 36, 8 rows take 18 vectors instead of 24 with each row padded to 48).
+// padding but the run's last (at H = 36, 36 units a row instead of 48 with each row padded to whole vectors).
 // A vector may end one row and start the next: its operands are two masked loads, one per row. kGroup
 // vectors go through each stage together (see kernels.h: one vector alone is latency-bound). h is the
 // block's [kRows, H] states, updated in place; gx[r], a[r] and saved[r] (if saved is not null) are row r's
