@@ -193,7 +193,8 @@ def run_engine(name: str, work: Path, threads: int) -> dict:
         model.predict(x, batch_size=size)
         seconds = time.perf_counter() - start
     return {"engine": name, "pairs": pairs, "seconds": seconds, "pairs_per_s": pairs / seconds,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            **({"batch_size": size} if name.startswith("deepctr") else {})}
 
 
 def timed_second_pass(score_all) -> float:
@@ -276,6 +277,9 @@ def main() -> None:
         print(f"| {LABELS[name]} | {top:,.0f} | {median:,.0f} | {gflops:.1f} | {gflops * 1e9 / rates['skinny']:.0%} "
               f"| {max(r['peak_rss_mb'] for r in runs):,.0f} "
               f"| {ratio(name, 'deepctr-fast')}, {ratio(name, 'deepctr-fast', 1)} | {ratio(name, 'naive')} |")
+    if "deepctr-fast" in results:
+        print("DeepCTR-Torch's batch size per round (the sweep's fastest):",
+              ", ".join(str(r["batch_size"]) for r in results["deepctr-fast"]))
     if args.rss_pairs:
         big = args.work / f"pairs-{args.rss_pairs}"
         if not (big / "dien.onnx").exists():
