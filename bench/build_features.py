@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from rounds import machine_line, run_rounds
+from rounds import machine_line, peak_rss_mb, run_rounds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -223,7 +222,7 @@ def main() -> None:
     if args.child:
         result = run_child(args.child[0], Path(args.child[1]), args.work)
         if not args.child[0].startswith("spark"):  # the Spark JVM is not a process this one waits for
-            result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            result["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(result))
         return
     print(f"{machine_line()}; {args.repeats} rounds, each engine in its own process")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rounds import machine_line, run_rounds  # noqa: E402
+from rounds import machine_line, peak_rss_mb, run_rounds  # noqa: E402
 
 T, K, H, E = 100, 50, 36, 18
 N_USERS, N_ITEMS, N_CATS = 50_000, 200_000, 2_000
@@ -193,7 +192,7 @@ def run_engine(name: str, work: Path, threads: int) -> dict:
         model.predict(x, batch_size=size)
         seconds = time.perf_counter() - start
     return {"engine": name, "pairs": pairs, "seconds": seconds, "pairs_per_s": pairs / seconds,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": peak_rss_mb(),
             **({"batch_size": size} if name.startswith("deepctr") else {})}
 
 
@@ -284,9 +283,10 @@ def main() -> None:
         big = args.work / f"pairs-{args.rss_pairs}"
         if not (big / "dien.onnx").exists():
             make_data(big, args.rss_pairs // K)
-        cmd = [sys.executable, "-c", "import resource, sys; from dien_batch.cli import main; sys.argv = sys.argv[1:]; "
+        cmd = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); "
+               "from rounds import peak_rss_mb; from dien_batch.cli import main; sys.argv = sys.argv[1:]; "
                "code = 0\ntry: main()\nexcept SystemExit as e: code = e.code\n"
-               "print('peak RSS MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(code)",
+               "print(f'peak RSS {peak_rss_mb():.0f} MB'); sys.exit(code)",
                "dien-batch", "score", "--model", str(big / "model"), "--requests", str(big / "features" / "requests"),
                "--out", str(big / "scores"), "--overwrite", "-q", "--threads", str(args.threads)]
         start = time.perf_counter()
