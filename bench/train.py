@@ -1,7 +1,8 @@
 """DIEN training throughput at equal quality: dien-batch vs DeepCTR-Torch's DIEN (auxiliary loss on).
 
 Same samples (a build-features output on synth, T up to 100), same epochs, batch size 128, Adam 1e-3,
-both with the auxiliary loss; dien-batch at its defaults (the fused C++ recurrence), DeepCTR-Torch
+both with the auxiliary loss, both shuffled every epoch; dien-batch at its defaults and batched as
+`dien-batch train` batches (the fused C++ recurrence, `--length-buckets`), DeepCTR-Torch
 0.3.0's DIEN (AUGRU, negative sampling on, its MLP attention 80-40, DNN 200-80). Each implementation
 runs in its own process, `--repeats` rounds of all of them in turn (best and median samples/s of the
 training loop alone),
@@ -36,6 +37,7 @@ from dien_batch.evaluation.metrics import auc  # noqa: E402
 from dien_batch.model import batches  # noqa: E402
 from dien_batch.model.spine import ModelConfig  # noqa: E402
 from dien_batch.model.zoo import build_model  # noqa: E402
+from dien_batch.training import TrainConfig  # noqa: E402
 
 BATCH, MAX_LEN = 128, 100
 
@@ -64,8 +66,8 @@ def vocab_sizes(features: Path) -> dict[str, int]:
 
 
 # -- dien-batch ---------------------------------------------------------------------------------------------
-def run_ours(train, test, sizes, features: Path, epochs: int) -> dict:
-    from dien_batch.training import EmbeddingL2, TrainConfig, adam
+def run_ours(train, test, sizes, features: Path, epochs: int, length_buckets: int) -> dict:
+    from dien_batch.training import EmbeddingL2, adam
 
     defaults = TrainConfig(features="", out="")
     torch.manual_seed(0)
@@ -74,13 +76,12 @@ def run_ours(train, test, sizes, features: Path, epochs: int) -> dict:
     opt = adam(model, defaults.lr)
     bce = torch.nn.BCEWithLogitsLoss()
     model.train()
-    seconds = 0.0
+    seconds, rng = 0.0, np.random.default_rng(0)
     for _ in range(epochs):
         start = time.perf_counter()
-        for i in range(0, train.num_rows - 1, BATCH):
-            b = batches.to_tensors(train.slice(i, BATCH))
-            if len(b["label"]) < 2:
-                continue
+        shuffled = train.take(rng.permutation(train.num_rows))  # as `dien-batch train`: shuffled, cut as it cuts
+        for table in batches.cut(shuffled, BATCH, length_buckets=length_buckets, rng=rng, min_batch=2):
+            b = batches.to_tensors(table)
             logits, aux = model(b)
             loss = bce(logits, b["label"]) + aux + defaults.embedding_l2 * regulariser(b)
             opt.zero_grad()
@@ -128,13 +129,14 @@ def run_deepctr(train, test, sizes, epochs: int) -> dict:
     model.compile("adam", "binary_crossentropy")
     x, y = deepctr_inputs(train), train.column("label").to_numpy().astype(np.float32)
     start = time.perf_counter()
-    model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, shuffle=False)
+    model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, shuffle=True)
     seconds = time.perf_counter() - start
     pred = model.predict(deepctr_inputs(test), batch_size=4096).ravel()
     return {"samples_per_s": epochs * train.num_rows / seconds, "auc": auc(test.column("label").to_numpy(), pred)}
 
 
 LABELS = {"ours-1": "dien-batch (defaults), 1 thread", "ours-2": "dien-batch (defaults), 2 threads",
+          "ours-buckets": "dien-batch `--length-buckets 20`, 2 threads",
           "deepctr": "DeepCTR-Torch 0.3.0 DIEN (AUGRU, aux loss), 2 threads"}
 
 
@@ -144,7 +146,8 @@ def child(name: str, features: Path, samples: int, epochs: int) -> dict:
     train, test, sizes = load(features, "train", samples), load(features, "test", None), vocab_sizes(features)
     if name == "deepctr":
         return run_deepctr(train, test, sizes, epochs)
-    return run_ours(train, test, sizes, features, epochs)
+    buckets = 20 if name == "ours-buckets" else TrainConfig(features="", out="").length_buckets
+    return run_ours(train, test, sizes, features, epochs, buckets)
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ class TrainConfig:
     model: str = "dien"
     epochs: int = 10
     batch_size: int = 128
+    length_buckets: int = 0
     lr: float = 1e-3
     aux_alpha: float = 1.0
     attention: str = "mlp"
@@ -169,7 +170,8 @@ def train(cfg: TrainConfig) -> dict:
         t0, seen, loss_sum, aux_sum = time.perf_counter(), 0, 0.0, 0.0
         bar = ui.progress(total=n_train, desc=f"epoch {epoch}/{cfg.epochs}", unit="samples")
         for table in batches.stream(root / "train", cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch,
-                                    columns=batches.sample_columns(config.fields), min_batch=2):
+                                    columns=batches.sample_columns(config.fields), min_batch=2,
+                                    length_buckets=cfg.length_buckets):
             batch = batches.to_tensors(table, with_negatives=model.uses_aux, fields=config.fields)
             logits, aux = model(batch)
             click = bce(logits, batch["label"])

@@ -45,6 +45,15 @@ def test_deterministic_for_a_seed(tiny_features, tmp_path):  # noqa: F811
     assert a == b and a != c
 
 
+def test_length_bucketed_batches_train_and_change_the_order(tiny_features, tmp_path):  # noqa: F811
+    plain = run(tiny_features, tmp_path / "plain", model="dien", epochs=1, seed=3)
+    bucketed = run(tiny_features, tmp_path / "bucketed", model="dien", epochs=1, seed=3, length_buckets=4)
+    assert bucketed["epochs"][0]["train_samples"] == plain["epochs"][0]["train_samples"]  # every row, once
+    assert bucketed["test"]["auc"] > 0.55, bucketed["test"]
+    assert (tmp_path / "plain" / "model.safetensors").read_bytes() != (
+        tmp_path / "bucketed" / "model.safetensors").read_bytes()
+
+
 @pytest.mark.parametrize("model", ["base", "wide_deep", "pnn", "din", "gru_att", "gru_aigru", "gru_agru"])
 def test_every_baseline_trains(tiny_features, tmp_path, model):  # noqa: F811
     metrics = run(tiny_features, tmp_path / model, model=model, epochs=2)

@@ -95,9 +95,39 @@ def count_rows(directory: str | Path) -> int:
     return sum(pq.read_metadata(f).num_rows for f in parquet_files(directory))
 
 
+def length_sorted_runs(lengths: np.ndarray, run: int) -> np.ndarray:
+    """Row order that sorts each run of `run` consecutive rows by length (stable), run by run."""
+    order = np.arange(len(lengths))
+    for start in range(0, len(lengths), run):
+        part = slice(start, start + run)
+        order[part] = start + np.argsort(lengths[part], kind="stable")
+    return order
+
+
+def cut(table: pa.Table, batch_size: int, *, length_buckets: int = 0, rng: np.random.Generator | None = None,
+        min_batch: int = 1) -> Iterator[pa.Table]:
+    """`table`'s rows in batches of `batch_size` (the last may be smaller, none below `min_batch`).
+
+    `length_buckets` N > 0 (needs `rng` and the `hist_len` column), as the authors' data iterator: each run
+    of N batches' rows is sorted by history length before it is cut, so a batch's rows have similar
+    lengths and little padding; the batches are then handed out in random order.
+    """
+    starts = range(0, table.num_rows, batch_size)
+    if length_buckets:
+        table = table.take(pa.array(length_sorted_runs(table.column("hist_len").to_numpy(),
+                                                       length_buckets * batch_size)))
+        starts = [starts[i] for i in rng.permutation(len(starts))]
+    for start in starts:
+        chunk = table.slice(start, batch_size)
+        if chunk.num_rows >= min_batch:
+            yield chunk
+
+
 def stream(directory: str | Path, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-           buffer_rows: int = 65_536, columns: list[str] | None = None, min_batch: int = 1) -> Iterator[pa.Table]:
-    """Arrow tables of `batch_size` rows (the last may be smaller, but never below `min_batch`)."""
+           buffer_rows: int = 65_536, columns: list[str] | None = None, min_batch: int = 1,
+           length_buckets: int = 0) -> Iterator[pa.Table]:
+    """Arrow tables of `batch_size` rows (the last may be smaller, but never below `min_batch`); shuffled
+    through a buffer of `buffer_rows`, each buffer cut by `cut` (with `length_buckets`, shuffled only)."""
     rng = np.random.default_rng(seed)
     pieces = [(f, g) for f in parquet_files(directory) for g in range(pq.ParquetFile(f).num_row_groups)]
     if shuffle:
@@ -111,10 +141,8 @@ def stream(directory: str | Path, batch_size: int, *, shuffle: bool = False, see
         if shuffle:
             table = table.take(pa.array(rng.permutation(table.num_rows)))
         stop = table.num_rows if final else table.num_rows - table.num_rows % batch_size
-        for start in range(0, stop, batch_size):
-            chunk = table.slice(start, min(batch_size, stop - start))
-            if chunk.num_rows >= min_batch:
-                yield chunk
+        yield from cut(table.slice(0, stop), batch_size, length_buckets=length_buckets if shuffle else 0, rng=rng,
+                       min_batch=min_batch)
         rest = table.slice(stop)
         buffer, held = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
 
