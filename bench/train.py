@@ -38,9 +38,10 @@ from dien_batch.evaluation.metrics import auc  # noqa: E402
 from dien_batch.model import batches  # noqa: E402
 from dien_batch.model.spine import ModelConfig  # noqa: E402
 from dien_batch.model.zoo import build_model  # noqa: E402
-from dien_batch.training import TrainConfig  # noqa: E402
+from dien_batch.training import EmbeddingL2, TrainConfig, adam  # noqa: E402
 
 BATCH, MAX_LEN = 128, 100
+DEFAULTS = TrainConfig(features="", out="")  # `dien-batch train`'s defaults
 
 
 def ensure_features(work: Path) -> Path:
@@ -68,13 +69,10 @@ def vocab_sizes(features: Path) -> dict[str, int]:
 
 # -- dien-batch ---------------------------------------------------------------------------------------------
 def run_ours(train, test, sizes, features: Path, epochs: int, length_buckets: int) -> dict:
-    from dien_batch.training import EmbeddingL2, adam
-
-    defaults = TrainConfig(features="", out="")
     torch.manual_seed(0)
     model = build_model(ModelConfig("dien", sizes["user"], sizes["item"], sizes["category"]))
     regulariser = EmbeddingL2(model, features / "vocab")
-    opt = adam(model, defaults.lr)
+    opt = adam(model, DEFAULTS.lr)
     bce = torch.nn.BCEWithLogitsLoss()
     model.train()
     seconds, rng = 0.0, np.random.default_rng(0)
@@ -84,7 +82,7 @@ def run_ours(train, test, sizes, features: Path, epochs: int, length_buckets: in
         for table in batches.cut(shuffled, BATCH, length_buckets=length_buckets, rng=rng, min_batch=2):
             b = batches.to_tensors(table)
             logits, aux = model(b)
-            loss = bce(logits, b["label"]) + aux + defaults.embedding_l2 * regulariser(b)
+            loss = bce(logits, b["label"]) + aux + DEFAULTS.embedding_l2 * regulariser(b)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -151,7 +149,7 @@ def child(name: str, features: Path, samples: int, epochs: int) -> dict:
     train, test, sizes = load(features, "train", samples), load(features, "test", None), vocab_sizes(features)
     if name == "deepctr":
         return run_deepctr(train, test, sizes, epochs)
-    buckets = 20 if name == "ours-buckets" else TrainConfig(features="", out="").length_buckets
+    buckets = 20 if name == "ours-buckets" else DEFAULTS.length_buckets
     return run_ours(train, test, sizes, features, epochs, buckets)
 
 
